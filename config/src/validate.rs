@@ -1,0 +1,357 @@
+//! Checks that types alone cannot express: values that must be positive or within the
+//! protocol's ceilings, keys that must agree with each other, the store URL scheme, paths
+//! that must be UTF-8. It reports the first problem found, checking section by section. It
+//! does not touch the filesystem or the network: whether the data directory is writable or
+//! the database reachable is found out at startup.
+
+use std::path::Path;
+
+use crate::{Config, Error};
+
+/// Store URL schemes chatd accepts. `postgres` is accepted ahead of its backend so that a
+/// configuration written for it validates now.
+const STORE_SCHEMES: &[&str] = &["sqlite", "postgres", "postgresql"];
+
+/// Longest Unix socket path the kernel accepts: `sun_path` is 108 bytes on Linux,
+/// including the terminating NUL.
+const MAX_UNIX_SOCKET_PATH_BYTES: usize = 107;
+
+/// One failed check.
+#[derive(Debug)]
+pub(crate) struct Violation {
+    /// The key at fault.
+    pub(crate) key: &'static str,
+    /// Other keys the check compared `key` with; their sources are worth showing too.
+    pub(crate) related: &'static [&'static str],
+    /// What is wrong and what is allowed, without the key itself (it is prefixed).
+    pub(crate) message: String,
+}
+
+impl Violation {
+    fn new(key: &'static str, message: String) -> Self {
+        Self {
+            key,
+            related: &[],
+            message,
+        }
+    }
+
+    fn related(mut self, related: &'static [&'static str]) -> Self {
+        self.related = related;
+        self
+    }
+
+    pub(crate) fn into_error(self) -> Error {
+        Error::Invalid {
+            key: self.key.to_owned(),
+            message: self.message,
+        }
+    }
+}
+
+/// Runs every check in order and returns the first failure.
+pub(crate) fn check(config: &Config) -> Result<(), Violation> {
+    check_paths(config)?;
+    check_log_level(&config.log_level)?;
+    check_store(config)?;
+    check_limits(config)?;
+    check_auth(config)?;
+    Ok(())
+}
+
+fn check_paths(config: &Config) -> Result<(), Violation> {
+    // Paths end up in a URL and in TOML output, both of which need UTF-8.
+    require_utf8("data_dir", &config.data_dir)?;
+    require_utf8("listen.admin_socket", &config.listen.admin_socket)?;
+    let socket = config.admin_socket_path();
+    let length = socket.as_os_str().len();
+    if length > MAX_UNIX_SOCKET_PATH_BYTES {
+        return Err(Violation::new(
+            "listen.admin_socket",
+            format!(
+                "resolves to {} ({length} bytes), longer than the {MAX_UNIX_SOCKET_PATH_BYTES} \
+                 bytes a Unix socket path may have; use a shorter absolute path such as \
+                 /run/chatd/chatd.sock",
+                socket.display()
+            ),
+        )
+        .related(&["data_dir"]));
+    }
+    Ok(())
+}
+
+fn require_utf8(key: &'static str, path: &Path) -> Result<(), Violation> {
+    if path.to_str().is_some() {
+        return Ok(());
+    }
+    Err(Violation::new(
+        key,
+        format!(
+            "is not valid UTF-8 ({}); choose a path with a UTF-8 name",
+            path.display()
+        ),
+    ))
+}
+
+fn check_log_level(filter: &str) -> Result<(), Violation> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(filter)
+        .map(drop)
+        .map_err(|error| {
+            Violation::new(
+                "log_level",
+                format!(
+                    "is not a valid log filter ({error}); use a level such as `info` or \
+                 directives such as `chatd=debug,info`"
+                ),
+            )
+        })
+}
+
+fn check_store(config: &Config) -> Result<(), Violation> {
+    let store = &config.store;
+    if store.url.is_set() {
+        // The URL may carry a password: name only its scheme, never echo the rest.
+        let url = store.url.expose();
+        let scheme = url
+            .split_once("://")
+            .map(|(scheme, _)| scheme.to_ascii_lowercase());
+        match scheme {
+            Some(scheme) if STORE_SCHEMES.contains(&scheme.as_str()) => {}
+            Some(scheme) => {
+                return Err(Violation::new(
+                    "store.url",
+                    format!(
+                        "has scheme `{scheme}`, which chatd does not support; use \
+                         sqlite://PATH, postgres://... or postgresql://..., or leave it \
+                         empty for SQLite in data_dir"
+                    ),
+                ));
+            }
+            None => {
+                return Err(Violation::new(
+                    "store.url",
+                    "is not a URL (it has no `scheme://`); use sqlite://PATH, \
+                     postgres://... or postgresql://..., or leave it empty for SQLite in \
+                     data_dir"
+                        .to_owned(),
+                ));
+            }
+        }
+    }
+    positive("store.queue_capacity", store.queue_capacity as u64)?;
+    positive("store.max_batch", store.max_batch as u64)?;
+    positive("store.max_connections", u64::from(store.max_connections))?;
+    Ok(())
+}
+
+fn check_limits(config: &Config) -> Result<(), Violation> {
+    let limits = &config.limits;
+    positive("limits.max_frame_bytes", limits.max_frame_bytes as u64)?;
+    positive("limits.max_body_bytes", limits.max_body_bytes as u64)?;
+    if limits.max_body_bytes >= limits.max_frame_bytes {
+        return Err(Violation::new(
+            "limits.max_body_bytes",
+            format!(
+                "({}) must be less than limits.max_frame_bytes ({}), because a frame carries \
+                 the body plus its envelope; lower max_body_bytes or raise max_frame_bytes",
+                limits.max_body_bytes, limits.max_frame_bytes
+            ),
+        )
+        .related(&["limits.max_frame_bytes"]));
+    }
+    positive(
+        "limits.max_rooms_per_session",
+        limits.max_rooms_per_session as u64,
+    )?;
+    positive("limits.sends_per_sec", u64::from(limits.sends_per_sec))?;
+    let ceiling = protocol::limits::MAX_HISTORY_PAGE;
+    if !(1..=ceiling).contains(&limits.max_history_page) {
+        return Err(Violation::new(
+            "limits.max_history_page",
+            format!(
+                "is {}, but must be between 1 and {ceiling} (the protocol's largest page)",
+                limits.max_history_page
+            ),
+        ));
+    }
+    if limits.join_history > limits.max_history_page {
+        return Err(Violation::new(
+            "limits.join_history",
+            format!(
+                "({}) must not exceed limits.max_history_page ({}), since the history sent \
+                 on join is one page",
+                limits.join_history, limits.max_history_page
+            ),
+        )
+        .related(&["limits.max_history_page"]));
+    }
+    positive("limits.outbox_capacity", limits.outbox_capacity as u64)?;
+    positive(
+        "limits.handshake_timeout_secs",
+        limits.handshake_timeout_secs,
+    )?;
+    Ok(())
+}
+
+fn check_auth(config: &Config) -> Result<(), Violation> {
+    let auth = &config.auth;
+    positive(
+        "auth.max_failures_per_user",
+        u64::from(auth.max_failures_per_user),
+    )?;
+    positive(
+        "auth.max_failures_per_address",
+        u64::from(auth.max_failures_per_address),
+    )?;
+    positive("auth.failure_window_secs", auth.failure_window_secs)?;
+    positive("auth.resume_token_ttl_secs", auth.resume_token_ttl_secs)?;
+    Ok(())
+}
+
+/// Zero would disable the component outright (no queue slot, no connection, no login
+/// attempt), which is never what an operator means.
+fn positive(key: &'static str, value: u64) -> Result<(), Violation> {
+    if value > 0 {
+        return Ok(());
+    }
+    Err(Violation::new(
+        key,
+        "must be at least 1, but is 0".to_owned(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::Secret;
+
+    fn base() -> Config {
+        Config {
+            data_dir: PathBuf::from("/var/lib/chatd"),
+            ..Config::default()
+        }
+    }
+
+    fn failure(config: &Config) -> (String, String) {
+        match config.validate() {
+            Err(Error::Invalid { key, message }) => (key, message),
+            other => panic!("expected Error::Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        base().validate().unwrap();
+    }
+
+    #[test]
+    fn body_must_be_smaller_than_frame() {
+        let mut config = base();
+        config.limits.max_frame_bytes = 100;
+        config.limits.max_body_bytes = 100;
+        let (key, message) = failure(&config);
+        assert_eq!(key, "limits.max_body_bytes");
+        assert!(
+            message.contains("limits.max_frame_bytes (100)"),
+            "{message}"
+        );
+        assert_eq!(
+            config.validate().unwrap_err().to_string(),
+            "invalid configuration: `limits.max_body_bytes` (100) must be less than \
+             limits.max_frame_bytes (100), because a frame carries the body plus its envelope; \
+             lower max_body_bytes or raise max_frame_bytes"
+        );
+    }
+
+    #[test]
+    fn zero_capacities_and_rates_are_rejected() {
+        type SetToZero = fn(&mut Config);
+        let cases: [(&str, SetToZero); 6] = [
+            ("store.queue_capacity", |c| c.store.queue_capacity = 0),
+            ("store.max_batch", |c| c.store.max_batch = 0),
+            ("store.max_connections", |c| c.store.max_connections = 0),
+            ("limits.outbox_capacity", |c| c.limits.outbox_capacity = 0),
+            ("limits.sends_per_sec", |c| c.limits.sends_per_sec = 0),
+            ("auth.failure_window_secs", |c| {
+                c.auth.failure_window_secs = 0
+            }),
+        ];
+        for (expected_key, set_zero) in cases {
+            let mut config = base();
+            set_zero(&mut config);
+            let (key, message) = failure(&config);
+            assert_eq!(key, expected_key);
+            assert_eq!(message, "must be at least 1, but is 0");
+        }
+    }
+
+    #[test]
+    fn history_page_is_bounded_by_the_protocol() {
+        let mut config = base();
+        config.limits.max_history_page = 501;
+        let (key, message) = failure(&config);
+        assert_eq!(key, "limits.max_history_page");
+        assert!(message.contains("between 1 and 500"), "{message}");
+
+        config.limits.max_history_page = 0;
+        assert_eq!(failure(&config).0, "limits.max_history_page");
+    }
+
+    #[test]
+    fn join_history_fits_in_a_page() {
+        let mut config = base();
+        config.limits.max_history_page = 20;
+        config.limits.join_history = 21;
+        let (key, message) = failure(&config);
+        assert_eq!(key, "limits.join_history");
+        assert!(
+            message.contains("limits.max_history_page (20)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn store_url_scheme_is_checked_without_echoing_the_url() {
+        let mut config = base();
+        for accepted in [
+            "sqlite:///tmp/x.db",
+            "postgres://u:p@h/db",
+            "postgresql://h/db",
+        ] {
+            config.store.url = Secret::new(accepted.to_owned());
+            config.validate().unwrap();
+        }
+
+        config.store.url = Secret::new("mysql://root:hunter2@db/chat".to_owned());
+        let (key, message) = failure(&config);
+        assert_eq!(key, "store.url");
+        assert!(message.contains("scheme `mysql`"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+
+        config.store.url = Secret::new("hunter2".to_owned());
+        let (key, message) = failure(&config);
+        assert_eq!(key, "store.url");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn log_level_must_parse_as_a_filter() {
+        let mut config = base();
+        config.log_level = "chatd=debug,info".to_owned();
+        config.validate().unwrap();
+        config.log_level = "chatd=loud".to_owned();
+        assert_eq!(failure(&config).0, "log_level");
+    }
+
+    #[test]
+    fn admin_socket_path_must_fit_in_sun_path() {
+        let mut config = base();
+        config.data_dir = PathBuf::from(format!("/{}", "d".repeat(120)));
+        let (key, message) = failure(&config);
+        assert_eq!(key, "listen.admin_socket");
+        assert!(message.contains("107 bytes"), "{message}");
+    }
+}

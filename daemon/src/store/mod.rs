@@ -1,0 +1,346 @@
+//! The store: the source of truth for users, rooms, messages and resume tokens.
+//!
+//! Each room has a gap-free sequence assigned at commit. [`Store::append_batch`] commits a
+//! batch of sends in one transaction and is only called by the group-commit writer
+//! ([`writer`]); a client is acknowledged after that commit. A client message id makes a
+//! resend idempotent: `(room, sender, cmid)` is unique, and a resend returns the first
+//! commit marked as a duplicate.
+//!
+//! Backends are small, each with native types and its own migrations (`daemon/migrations/`),
+//! behind this one enum; the store test suite runs against every backend.
+//!
+//! # Layout
+//! - this file: the `Store` enum, its records and [`StoreError`].
+//! - `sqlite`: the embedded default backend.
+//! - `writer`: the group-commit writer task and its bounded queue.
+//! - `tests`: the store test suite (every backend) and the writer's tests.
+
+pub mod sqlite;
+pub mod writer;
+
+use protocol::{ClientMsgId, Message, RoomId, Seq, UserId};
+
+/// A send waiting to be committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The room; it must exist (the session checks before queuing).
+    pub room: RoomId,
+    /// The sender.
+    pub from: UserId,
+    /// The sender's client message id.
+    pub cmid: ClientMsgId,
+    /// The text.
+    pub body: String,
+}
+
+/// The outcome of committing one [`NewMessage`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// The message as stored (with its sequence number and commit time).
+    pub message: Message,
+    /// True when `(room, from, cmid)` was already stored: `message` is the first commit and
+    /// nothing new was written, so nothing must be broadcast again.
+    pub duplicate: bool,
+}
+
+/// A user account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    /// The user name.
+    pub name: UserId,
+    /// The OPAQUE password file (`ServerRegistration`), serialized.
+    pub password_file: Vec<u8>,
+    /// Disabled users cannot log in.
+    pub disabled: bool,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: i64,
+}
+
+/// A room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRecord {
+    /// The room name.
+    pub name: RoomId,
+    /// Only members may join.
+    pub private: bool,
+    /// The sequence number of the latest message (0 when empty).
+    pub last_seq: Seq,
+    /// Number of explicit members.
+    pub members: u32,
+}
+
+/// Which page of history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryRange {
+    /// The newest messages.
+    Latest,
+    /// Messages with a sequence number below this one, newest of them first chosen.
+    Before(Seq),
+    /// Messages with a sequence number above this one, oldest of them first chosen.
+    After(Seq),
+}
+
+/// One page of history, oldest message first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HistoryPage {
+    /// The messages, ascending by sequence number.
+    pub messages: Vec<Message>,
+    /// Whether more messages exist beyond the page in the requested direction.
+    pub has_more: bool,
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or the operation failed in it; retryable.
+    #[error("store unavailable during {op}: {source}")]
+    Unavailable {
+        /// The operation.
+        op: &'static str,
+        /// The database error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The named user or room does not exist.
+    #[error("{what} not found")]
+    NotFound {
+        /// What was missing, e.g. "user alice".
+        what: String,
+    },
+    /// The user or room already exists.
+    #[error("{what} already exists")]
+    AlreadyExists {
+        /// What exists, e.g. "room lobby".
+        what: String,
+    },
+    /// Stored data that cannot be read back (corruption or a bug).
+    #[error("corrupt store data: {detail}")]
+    Corrupt {
+        /// What was wrong.
+        detail: String,
+    },
+    /// Migrations failed at start-up.
+    #[error("store migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The store, whichever backend.
+#[derive(Debug, Clone)]
+pub enum Store {
+    /// SQLite, the embedded default.
+    Sqlite(sqlite::SqliteStore),
+}
+
+/// Dispatches a method to the backend.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Sqlite(store) => store.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the store named by `settings` and runs its migrations.
+    ///
+    /// # Errors
+    /// When the database cannot be opened or migrated.
+    pub async fn open(settings: &StoreSettings) -> Result<Self, StoreError> {
+        Ok(Self::Sqlite(sqlite::SqliteStore::open(settings).await?))
+    }
+
+    /// The backend's name, for status and logs.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Creates a user with an OPAQUE password file.
+    ///
+    /// # Errors
+    /// `AlreadyExists` when the name is taken.
+    pub async fn create_user(&self, user: &UserId, password_file: &[u8]) -> Result<(), StoreError> {
+        dispatch!(self.create_user(user, password_file))
+    }
+
+    /// Replaces a user's password file and revokes their resume tokens.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such user.
+    pub async fn set_password(
+        &self,
+        user: &UserId,
+        password_file: &[u8],
+    ) -> Result<(), StoreError> {
+        dispatch!(self.set_password(user, password_file))
+    }
+
+    /// Looks a user up.
+    ///
+    /// # Errors
+    /// When the store is unavailable.
+    pub async fn user(&self, user: &UserId) -> Result<Option<UserRecord>, StoreError> {
+        dispatch!(self.user(user))
+    }
+
+    /// Every user, by name.
+    ///
+    /// # Errors
+    /// When the store is unavailable.
+    pub async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        dispatch!(self.users())
+    }
+
+    /// Disables or enables a user. Disabling also revokes their resume tokens.
+    ///
+    /// # Errors
+    /// `NotFound` when there is no such user.
+    pub async fn set_disabled(&self, user: &UserId, disabled: bool) -> Result<(), StoreError> {
+        dispatch!(self.set_disabled(user, disabled))
+    }
+
+    /// Returns the secret stored under `name`, storing `generated` first if there is none.
+    /// Concurrent callers (several nodes at first start) all get the same stored value.
+    ///
+    /// # Errors
+    /// When the store is unavailable.
+    pub async fn load_or_insert_secret(
+        &self,
+        name: &str,
+        generated: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        dispatch!(self.load_or_insert_secret(name, generated))
+    }
+
+    /// Creates a room.
+    ///
+    /// # Errors
+    /// `AlreadyExists` when the name is taken.
+    pub async fn create_room(&self, room: &RoomId, private: bool) -> Result<(), StoreError> {
+        dispatch!(self.create_room(room, private))
+    }
+
+    /// Looks a room up.
+    ///
+    /// # Errors
+    /// When the store is unavailable.
+    pub async fn room(&self, room: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
+        dispatch!(self.room(room))
+    }
+
+    /// Every room except direct-message rooms, by name.
+    ///
+    /// # Errors
+    /// When the store is unavailable.
+    pub async fn rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
+        dispatch!(self.rooms())
+    }
+
+    /// Adds a member to a room (idempotent).
+    ///
+    /// # Errors
+    /// `NotFound` when the room or user does not exist.
+    pub async fn add_member(&self, room: &RoomId, user: &UserId) -> Result<(), StoreError> {
+        dispatch!(self.add_member(room, user))
+    }
+
+    /// Removes a member from a room.
+    ///
+    /// # Errors
+    /// `NotFound` when the room does not exist or the user is not a member.
+    pub async fn remove_member(&self, room: &RoomId, user: &UserId) -> Result<(), StoreError> {
+        dispatch!(self.remove_member(room, user))
+    }
+
+    /// Whether the user is a member of the room.
+    ///
+    /// # Errors
+    /// When the store is unavailable.
+    pub async fn is_member(&self, room: &RoomId, user: &UserId) -> Result<bool, StoreError> {
+        dispatch!(self.is_member(room, user))
+    }
+
+    /// Creates the private direct-message room `room` (`dm:a:b`) with both participants as
+    /// members, if it does not exist yet.
+    ///
+    /// # Errors
+    /// When the store is unavailable or `room` is not a direct room.
+    pub async fn ensure_direct_room(&self, room: &RoomId) -> Result<(), StoreError> {
+        dispatch!(self.ensure_direct_room(room))
+    }
+
+    /// Commits a batch of sends in one transaction, assigning each new message the next
+    /// sequence number of its room and the commit time `now_ms`. The result has one entry
+    /// per input, in input order. Sends whose `(room, from, cmid)` is already stored (also
+    /// earlier in the same batch) return the stored message with `duplicate = true`.
+    ///
+    /// # Errors
+    /// When the transaction fails; then nothing of the batch is stored.
+    pub async fn append_batch(
+        &self,
+        batch: &[NewMessage],
+        now_ms: i64,
+    ) -> Result<Vec<Committed>, StoreError> {
+        dispatch!(self.append_batch(batch, now_ms))
+    }
+
+    /// A page of at most `limit` messages of `room`, oldest first.
+    ///
+    /// # Errors
+    /// When the store is unavailable.
+    pub async fn history(
+        &self,
+        room: &RoomId,
+        range: HistoryRange,
+        limit: u32,
+    ) -> Result<HistoryPage, StoreError> {
+        dispatch!(self.history(room, range, limit))
+    }
+
+    /// Stores a resume token (by its SHA-256 hash) for `user`, valid until `expires_ms`.
+    ///
+    /// # Errors
+    /// When the store is unavailable.
+    pub async fn insert_resume_token(
+        &self,
+        token_hash: &[u8],
+        user: &UserId,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.insert_resume_token(token_hash, user, expires_ms))
+    }
+
+    /// Deletes the token with this hash and returns its user if it had not expired by
+    /// `now_ms` and the user is not disabled. A token works once.
+    ///
+    /// # Errors
+    /// When the store is unavailable.
+    pub async fn take_resume_token(
+        &self,
+        token_hash: &[u8],
+        now_ms: i64,
+    ) -> Result<Option<UserId>, StoreError> {
+        dispatch!(self.take_resume_token(token_hash, now_ms))
+    }
+}
+
+/// What the store needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// Database URL; `sqlite://PATH?mode=rwc` for SQLite.
+    pub url: String,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,858 @@
+//! SQLite backend, the embedded default: one database file in WAL mode, opened with
+//! `synchronous=FULL` so a commit (and with it every acknowledged send) survives power loss.
+//! The group-commit writer pays that fsync once per batch, not once per message.
+//!
+//! Write transactions start with `BEGIN IMMEDIATE`: a deferred transaction that reads first and
+//! then writes fails at once with `SQLITE_BUSY` when another connection committed in between,
+//! while an immediate one waits for the write lock (up to the busy timeout) and then cannot fail
+//! that way. Single-statement writes lock by themselves.
+//!
+//! The SQL sticks to what Postgres also accepts (`$N` parameters, `ON CONFLICT`, `RETURNING`,
+//! `WITH ... AS (VALUES ...)`), so the Postgres backend can reuse the statements; only types and
+//! `BEGIN IMMEDIATE` are SQLite's own.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
+
+use protocol::ids::DIRECT_ROOM_PREFIX;
+use protocol::{ClientMsgId, Message, RoomId, Seq, UserId};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Sqlite, Transaction};
+
+use super::{
+    Committed, HistoryPage, HistoryRange, NewMessage, RoomRecord, StoreError, StoreSettings,
+    UserRecord, now_ms,
+};
+
+/// The SQLite store: a pool of connections to one database file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `settings.url` and runs the migrations.
+    ///
+    /// Use a file: `sqlite::memory:` gives each pooled connection its own empty database.
+    ///
+    /// # Errors
+    /// When the URL is invalid, the file cannot be opened or a migration fails.
+    pub async fn open(settings: &StoreSettings) -> Result<Self, StoreError> {
+        Self::open_with_busy_timeout(settings, BUSY_TIMEOUT).await
+    }
+
+    /// [`Self::open`] with another busy timeout: how long a write waits for the database lock
+    /// held by another connection (or process) before it fails as unavailable.
+    ///
+    /// # Errors
+    /// As [`Self::open`].
+    pub async fn open_with_busy_timeout(
+        settings: &StoreSettings,
+        busy_timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        const OP: &str = "open";
+        let options = SqliteConnectOptions::from_str(&settings.url)
+            .map_err(failed(OP))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(busy_timeout);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .connect_with(options)
+            .await
+            .map_err(failed(OP))?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub(super) async fn create_user(
+        &self,
+        user: &UserId,
+        password_file: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (name, password_file, disabled, created_ms) \
+             VALUES ($1, $2, 0, $3)",
+        )
+        .bind(user.as_str())
+        .bind(password_file)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(|source| {
+            if is_unique_violation(&source) {
+                StoreError::AlreadyExists {
+                    what: format!("user {user}"),
+                }
+            } else {
+                failed("create user")(source)
+            }
+        })?;
+        Ok(())
+    }
+
+    pub(super) async fn set_password(
+        &self,
+        user: &UserId,
+        password_file: &[u8],
+    ) -> Result<(), StoreError> {
+        const OP: &str = "set password";
+        let mut tx = self.begin_write(OP).await?;
+        let updated = sqlx::query("UPDATE users SET password_file = $2 WHERE name = $1")
+            .bind(user.as_str())
+            .bind(password_file)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed(OP))?;
+        if updated.rows_affected() == 0 {
+            return Err(user_not_found(user));
+        }
+        revoke_resume_tokens(&mut tx, user, OP).await?;
+        tx.commit().await.map_err(failed(OP))
+    }
+
+    pub(super) async fn user(&self, user: &UserId) -> Result<Option<UserRecord>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT name, password_file, disabled, created_ms FROM users WHERE name = $1",
+        )
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed("read user"))?;
+        row.map(UserRow::into_record).transpose()
+    }
+
+    pub(super) async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let rows: Vec<UserRow> = sqlx::query_as(
+            "SELECT name, password_file, disabled, created_ms FROM users ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("list users"))?;
+        rows.into_iter().map(UserRow::into_record).collect()
+    }
+
+    pub(super) async fn set_disabled(
+        &self,
+        user: &UserId,
+        disabled: bool,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "set user disabled";
+        let mut tx = self.begin_write(OP).await?;
+        let updated = sqlx::query("UPDATE users SET disabled = $2 WHERE name = $1")
+            .bind(user.as_str())
+            .bind(disabled)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed(OP))?;
+        if updated.rows_affected() == 0 {
+            return Err(user_not_found(user));
+        }
+        if disabled {
+            revoke_resume_tokens(&mut tx, user, OP).await?;
+        }
+        tx.commit().await.map_err(failed(OP))
+    }
+
+    pub(super) async fn load_or_insert_secret(
+        &self,
+        name: &str,
+        generated: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        const OP: &str = "load secret";
+        // Whoever inserts first wins; everyone, the winner included, then reads the stored row.
+        sqlx::query(
+            "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(generated)
+        .execute(&self.pool)
+        .await
+        .map_err(failed(OP))?;
+        sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed(OP))
+    }
+
+    pub(super) async fn create_room(&self, room: &RoomId, private: bool) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO rooms (name, private, last_seq, created_ms) VALUES ($1, $2, 0, $3)",
+        )
+        .bind(room.as_str())
+        .bind(private)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(|source| {
+            if is_unique_violation(&source) {
+                StoreError::AlreadyExists {
+                    what: format!("room {room}"),
+                }
+            } else {
+                failed("create room")(source)
+            }
+        })?;
+        Ok(())
+    }
+
+    pub(super) async fn room(&self, room: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
+        let row: Option<RoomRow> = sqlx::query_as(
+            "SELECT r.name, r.private, r.last_seq, \
+                    (SELECT COUNT(*) FROM room_members m WHERE m.room = r.name) AS members \
+             FROM rooms r WHERE r.name = $1",
+        )
+        .bind(room.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed("read room"))?;
+        row.map(RoomRow::into_record).transpose()
+    }
+
+    pub(super) async fn rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
+        let rows: Vec<RoomRow> = sqlx::query_as(
+            "SELECT r.name, r.private, r.last_seq, \
+                    (SELECT COUNT(*) FROM room_members m WHERE m.room = r.name) AS members \
+             FROM rooms r WHERE r.name NOT LIKE $1 ORDER BY r.name",
+        )
+        .bind(format!("{DIRECT_ROOM_PREFIX}%"))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("list rooms"))?;
+        rows.into_iter().map(RoomRow::into_record).collect()
+    }
+
+    pub(super) async fn add_member(&self, room: &RoomId, user: &UserId) -> Result<(), StoreError> {
+        const OP: &str = "add member";
+        let mut tx = self.begin_write(OP).await?;
+        require_room(&mut tx, room, OP).await?;
+        require_user(&mut tx, user, OP).await?;
+        sqlx::query(
+            "INSERT INTO room_members (room, user_name) VALUES ($1, $2) \
+             ON CONFLICT (room, user_name) DO NOTHING",
+        )
+        .bind(room.as_str())
+        .bind(user.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(failed(OP))?;
+        tx.commit().await.map_err(failed(OP))
+    }
+
+    pub(super) async fn remove_member(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+    ) -> Result<(), StoreError> {
+        let removed = sqlx::query("DELETE FROM room_members WHERE room = $1 AND user_name = $2")
+            .bind(room.as_str())
+            .bind(user.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("remove member"))?;
+        if removed.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: format!("member {user} of room {room}"),
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) async fn is_member(&self, room: &RoomId, user: &UserId) -> Result<bool, StoreError> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM room_members WHERE room = $1 AND user_name = $2")
+                .bind(room.as_str())
+                .bind(user.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(failed("check member"))?;
+        Ok(found.is_some())
+    }
+
+    pub(super) async fn ensure_direct_room(&self, room: &RoomId) -> Result<(), StoreError> {
+        const OP: &str = "create direct room";
+        let Some((low, high)) = room.direct_participants() else {
+            return Err(StoreError::NotFound {
+                what: format!("direct room {room}"),
+            });
+        };
+        // Every direct message passes here and the room nearly always exists: check without
+        // taking the write lock first.
+        if self.room_exists(room, OP).await? {
+            return Ok(());
+        }
+        let mut tx = self.begin_write(OP).await?;
+        require_user(&mut tx, &low, OP).await?;
+        require_user(&mut tx, &high, OP).await?;
+        sqlx::query(
+            "INSERT INTO rooms (name, private, last_seq, created_ms) VALUES ($1, 1, 0, $2) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(room.as_str())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(failed(OP))?;
+        sqlx::query(
+            "INSERT INTO room_members (room, user_name) VALUES ($1, $2), ($1, $3) \
+             ON CONFLICT (room, user_name) DO NOTHING",
+        )
+        .bind(room.as_str())
+        .bind(low.as_str())
+        .bind(high.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(failed(OP))?;
+        tx.commit().await.map_err(failed(OP))
+    }
+
+    /// One transaction for the whole batch. A room that does not exist fails the whole batch
+    /// with `NotFound` and stores nothing: rooms are never deleted and the session checks the
+    /// room before it queues a send, so that is a bug, not a condition to serve around.
+    pub(super) async fn append_batch(
+        &self,
+        batch: &[NewMessage],
+        now_ms: i64,
+    ) -> Result<Vec<Committed>, StoreError> {
+        const OP: &str = "append messages";
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin_write(OP).await?;
+        let stored = find_stored(&mut tx, batch).await?;
+
+        let mut first_of_key: HashMap<MessageKey<'_>, usize> = HashMap::new();
+        // Sorted by room name so that backends with row locks (Postgres) always lock rooms in
+        // the same order and two writers cannot deadlock.
+        let mut new_per_room: BTreeMap<&RoomId, u64> = BTreeMap::new();
+        let mut slots = Vec::with_capacity(batch.len());
+        for (index, message) in batch.iter().enumerate() {
+            let key = MessageKey::of(message);
+            if let Some(earlier) = stored.get(&key) {
+                slots.push(Slot::Stored(earlier.clone()));
+            } else if let Some(&first) = first_of_key.get(&key) {
+                slots.push(Slot::SameAs(first));
+            } else {
+                first_of_key.insert(key, index);
+                *new_per_room.entry(&message.room).or_default() += 1;
+                slots.push(Slot::New);
+            }
+        }
+
+        let mut next_seq: HashMap<&RoomId, u64> = HashMap::with_capacity(new_per_room.len());
+        for (room, count) in new_per_room {
+            let last = reserve_seqs(&mut tx, room, count).await?;
+            next_seq.insert(room, last - count + 1);
+        }
+
+        let mut committed: Vec<Committed> = Vec::with_capacity(batch.len());
+        for (message, slot) in batch.iter().zip(slots) {
+            let entry = match slot {
+                Slot::Stored(earlier) => Committed {
+                    message: earlier.into_message(message),
+                    duplicate: true,
+                },
+                Slot::SameAs(first) => Committed {
+                    message: committed[first].message.clone(),
+                    duplicate: true,
+                },
+                Slot::New => {
+                    let seq =
+                        next_seq
+                            .get_mut(&message.room)
+                            .ok_or_else(|| StoreError::Corrupt {
+                                detail: format!("no sequence reserved for room {}", message.room),
+                            })?;
+                    let message = Message {
+                        room: message.room.clone(),
+                        seq: Seq(*seq),
+                        from: message.from.clone(),
+                        body: message.body.clone(),
+                        ts: now_ms,
+                        cmid: Some(message.cmid.clone()),
+                    };
+                    *seq += 1;
+                    Committed {
+                        message,
+                        duplicate: false,
+                    }
+                }
+            };
+            committed.push(entry);
+        }
+
+        let new: Vec<&Message> = committed
+            .iter()
+            .filter(|entry| !entry.duplicate)
+            .map(|entry| &entry.message)
+            .collect();
+        insert_messages(&mut tx, &new).await?;
+        tx.commit().await.map_err(failed(OP))?;
+        Ok(committed)
+    }
+
+    pub(super) async fn history(
+        &self,
+        room: &RoomId,
+        range: HistoryRange,
+        limit: u32,
+    ) -> Result<HistoryPage, StoreError> {
+        const OP: &str = "read history";
+        // One row more than asked says whether more exist in that direction.
+        let fetch = i64::from(limit) + 1;
+        let query = match range {
+            HistoryRange::Latest => sqlx::query_as(
+                "SELECT seq, sender, cmid, body, ts_ms FROM messages \
+                 WHERE room = $1 ORDER BY seq DESC LIMIT $2",
+            )
+            .bind(room.as_str())
+            .bind(fetch),
+            HistoryRange::Before(before) => sqlx::query_as(
+                "SELECT seq, sender, cmid, body, ts_ms FROM messages \
+                 WHERE room = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+            )
+            .bind(room.as_str())
+            .bind(seq_param(before))
+            .bind(fetch),
+            HistoryRange::After(after) => sqlx::query_as(
+                "SELECT seq, sender, cmid, body, ts_ms FROM messages \
+                 WHERE room = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3",
+            )
+            .bind(room.as_str())
+            .bind(seq_param(after))
+            .bind(fetch),
+        };
+        let mut rows: Vec<HistoryRow> = query.fetch_all(&self.pool).await.map_err(failed(OP))?;
+        let has_more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        if !matches!(range, HistoryRange::After(_)) {
+            rows.reverse();
+        }
+        let messages = rows
+            .into_iter()
+            .map(|row| row.into_message(room))
+            .collect::<Result<_, _>>()?;
+        Ok(HistoryPage { messages, has_more })
+    }
+
+    pub(super) async fn insert_resume_token(
+        &self,
+        token_hash: &[u8],
+        user: &UserId,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO resume_tokens (hash, user_name, expires_ms) VALUES ($1, $2, $3)")
+            .bind(token_hash)
+            .bind(user.as_str())
+            .bind(expires_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(|source| match source.as_database_error() {
+                Some(db) if db.is_foreign_key_violation() => user_not_found(user),
+                Some(db) if db.is_unique_violation() => StoreError::AlreadyExists {
+                    what: "resume token".to_owned(),
+                },
+                _ => failed("insert resume token")(source),
+            })?;
+        Ok(())
+    }
+
+    pub(super) async fn take_resume_token(
+        &self,
+        token_hash: &[u8],
+        now_ms: i64,
+    ) -> Result<Option<UserId>, StoreError> {
+        const OP: &str = "take resume token";
+        let mut tx = self.begin_write(OP).await?;
+        let token: Option<(String, i64)> = sqlx::query_as(
+            "DELETE FROM resume_tokens WHERE hash = $1 RETURNING user_name, expires_ms",
+        )
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(failed(OP))?;
+        // Expired tokens of users who never came back would otherwise stay forever; purging
+        // them here costs one indexed delete per resume.
+        sqlx::query("DELETE FROM resume_tokens WHERE expires_ms <= $1")
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed(OP))?;
+        let user = match token {
+            Some((user, expires_ms)) if now_ms < expires_ms => {
+                let disabled: Option<bool> =
+                    sqlx::query_scalar("SELECT disabled FROM users WHERE name = $1")
+                        .bind(&user)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(failed(OP))?;
+                match disabled {
+                    Some(false) => Some(user_id(&user)?),
+                    Some(true) | None => None,
+                }
+            }
+            Some(_) | None => None,
+        };
+        tx.commit().await.map_err(failed(OP))?;
+        Ok(user)
+    }
+
+    async fn begin_write(
+        &self,
+        op: &'static str,
+    ) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(failed(op))
+    }
+
+    async fn room_exists(&self, room: &RoomId, op: &'static str) -> Result<bool, StoreError> {
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM rooms WHERE name = $1")
+            .bind(room.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(failed(op))?;
+        Ok(found.is_some())
+    }
+}
+
+/// Embedded at compile time; paths are relative to `daemon/Cargo.toml`.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a write waits for the database lock before it fails as unavailable. The writer
+/// holds the lock for one batch (milliseconds); the margin covers a checkpoint or an
+/// administrator's `sqlite3` session holding it briefly.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Rows per multi-row statement: 100 messages are 600 parameters, far below SQLite's 32 766
+/// and Postgres's 65 535, and large enough that a full batch takes few statements.
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// `(room, sender, cmid)`, the key that makes a resend idempotent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct MessageKey<'a> {
+    room: &'a str,
+    sender: &'a str,
+    cmid: &'a str,
+}
+
+impl<'a> MessageKey<'a> {
+    fn of(message: &'a NewMessage) -> Self {
+        Self {
+            room: message.room.as_str(),
+            sender: message.from.as_str(),
+            cmid: message.cmid.as_str(),
+        }
+    }
+}
+
+/// A message committed by an earlier transaction, as a resend finds it.
+#[derive(Debug, Clone)]
+struct StoredMessage {
+    seq: Seq,
+    body: String,
+    ts_ms: i64,
+}
+
+impl StoredMessage {
+    /// The stored message, named by the resend's ids (equal to the stored ones by the key).
+    fn into_message(self, resend: &NewMessage) -> Message {
+        Message {
+            room: resend.room.clone(),
+            seq: self.seq,
+            from: resend.from.clone(),
+            body: self.body,
+            ts: self.ts_ms,
+            cmid: Some(resend.cmid.clone()),
+        }
+    }
+}
+
+/// What one entry of a batch turned out to be.
+enum Slot {
+    /// Committed before this batch.
+    Stored(StoredMessage),
+    /// A resend of the entry at this earlier index of the same batch.
+    SameAs(usize),
+    /// New: it takes the next sequence number of its room.
+    New,
+}
+
+/// The already committed messages among the batch's keys.
+async fn find_stored<'a>(
+    tx: &mut Transaction<'static, Sqlite>,
+    batch: &'a [NewMessage],
+) -> Result<HashMap<MessageKey<'a>, StoredMessage>, StoreError> {
+    const OP: &str = "find resent messages";
+    let keys: Vec<MessageKey<'a>> = batch
+        .iter()
+        .map(MessageKey::of)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut stored = HashMap::new();
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        // A join, not `(room, sender, cmid) IN (VALUES ...)`: SQLite plans the IN form as a
+        // scan of the whole table, the join as one unique-index lookup per key.
+        let mut query = QueryBuilder::<Sqlite>::new("WITH k (room, sender, cmid) AS (");
+        query.push_values(chunk, |mut row, key| {
+            row.push_bind(key.room)
+                .push_bind(key.sender)
+                .push_bind(key.cmid);
+        });
+        query.push(
+            ") SELECT m.room, m.sender, m.cmid, m.seq, m.body, m.ts_ms \
+             FROM k JOIN messages m \
+             ON m.room = k.room AND m.sender = k.sender AND m.cmid = k.cmid",
+        );
+        let rows: Vec<StoredRow> = query
+            .build_query_as()
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(failed(OP))?;
+        for row in rows {
+            let wanted = MessageKey {
+                room: &row.room,
+                sender: &row.sender,
+                cmid: &row.cmid,
+            };
+            // Equality on TEXT is binary in both backends, so every row matches a key.
+            if let Some(key) = chunk.iter().find(|key| **key == wanted) {
+                let message = StoredMessage {
+                    seq: seq_value(row.seq)?,
+                    body: row.body,
+                    ts_ms: row.ts_ms,
+                };
+                stored.insert(*key, message);
+            }
+        }
+    }
+    Ok(stored)
+}
+
+/// Advances `room`'s last sequence number by `count` and returns the new value; the batch's new
+/// messages of that room take the `count` numbers ending there. The row stays locked until
+/// commit, so no other transaction can take the same numbers.
+async fn reserve_seqs(
+    tx: &mut Transaction<'static, Sqlite>,
+    room: &RoomId,
+    count: u64,
+) -> Result<u64, StoreError> {
+    const OP: &str = "reserve sequence numbers";
+    let count = i64::try_from(count).map_err(|_| StoreError::Corrupt {
+        detail: format!("batch of {count} messages for room {room}"),
+    })?;
+    let last: Option<i64> = sqlx::query_scalar(
+        "UPDATE rooms SET last_seq = last_seq + $2 WHERE name = $1 RETURNING last_seq",
+    )
+    .bind(room.as_str())
+    .bind(count)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(failed(OP))?;
+    let last = last.ok_or_else(|| StoreError::NotFound {
+        what: format!("room {room}"),
+    })?;
+    Ok(seq_value(last)?.0)
+}
+
+async fn insert_messages(
+    tx: &mut Transaction<'static, Sqlite>,
+    messages: &[&Message],
+) -> Result<(), StoreError> {
+    const OP: &str = "insert messages";
+    for chunk in messages.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO messages (room, seq, sender, cmid, body, ts_ms) ",
+        );
+        query.push_values(chunk, |mut row, message| {
+            row.push_bind(message.room.as_str())
+                .push_bind(seq_param(message.seq))
+                .push_bind(message.from.as_str())
+                .push_bind(message.cmid.as_ref().map(ClientMsgId::as_str))
+                .push_bind(message.body.as_str())
+                .push_bind(message.ts);
+        });
+        query.build().execute(&mut **tx).await.map_err(failed(OP))?;
+    }
+    Ok(())
+}
+
+async fn require_room(
+    tx: &mut Transaction<'static, Sqlite>,
+    room: &RoomId,
+    op: &'static str,
+) -> Result<(), StoreError> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM rooms WHERE name = $1")
+        .bind(room.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(failed(op))?;
+    found.map(drop).ok_or_else(|| StoreError::NotFound {
+        what: format!("room {room}"),
+    })
+}
+
+async fn require_user(
+    tx: &mut Transaction<'static, Sqlite>,
+    user: &UserId,
+    op: &'static str,
+) -> Result<(), StoreError> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM users WHERE name = $1")
+        .bind(user.as_str())
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(failed(op))?;
+    found.map(drop).ok_or_else(|| user_not_found(user))
+}
+
+async fn revoke_resume_tokens(
+    tx: &mut Transaction<'static, Sqlite>,
+    user: &UserId,
+    op: &'static str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM resume_tokens WHERE user_name = $1")
+        .bind(user.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(failed(op))?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    name: String,
+    password_file: Vec<u8>,
+    disabled: bool,
+    created_ms: i64,
+}
+
+impl UserRow {
+    fn into_record(self) -> Result<UserRecord, StoreError> {
+        Ok(UserRecord {
+            name: user_id(&self.name)?,
+            password_file: self.password_file,
+            disabled: self.disabled,
+            created_ms: self.created_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RoomRow {
+    name: String,
+    private: bool,
+    last_seq: i64,
+    members: i64,
+}
+
+impl RoomRow {
+    fn into_record(self) -> Result<RoomRecord, StoreError> {
+        Ok(RoomRecord {
+            name: RoomId::parse(&self.name)
+                .map_err(|error| corrupt("room name", &self.name, error))?,
+            private: self.private,
+            last_seq: seq_value(self.last_seq)?,
+            members: u32::try_from(self.members).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct HistoryRow {
+    seq: i64,
+    sender: String,
+    cmid: String,
+    body: String,
+    ts_ms: i64,
+}
+
+impl HistoryRow {
+    fn into_message(self, room: &RoomId) -> Result<Message, StoreError> {
+        Ok(Message {
+            room: room.clone(),
+            seq: seq_value(self.seq)?,
+            from: user_id(&self.sender)?,
+            body: self.body,
+            ts: self.ts_ms,
+            cmid: Some(client_msg_id(&self.cmid)?),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredRow {
+    room: String,
+    sender: String,
+    cmid: String,
+    seq: i64,
+    body: String,
+    ts_ms: i64,
+}
+
+fn user_id(raw: &str) -> Result<UserId, StoreError> {
+    UserId::parse(raw).map_err(|error| corrupt("user name", raw, error))
+}
+
+fn client_msg_id(raw: &str) -> Result<ClientMsgId, StoreError> {
+    ClientMsgId::parse(raw).map_err(|error| corrupt("client message id", raw, error))
+}
+
+fn seq_value(raw: i64) -> Result<Seq, StoreError> {
+    u64::try_from(raw)
+        .map(Seq)
+        .map_err(|error| corrupt("sequence number", &raw.to_string(), error))
+}
+
+/// Sequence numbers are stored as INTEGER (i64); no room reaches 2^63 messages, and a bound
+/// beyond that clamps to a bound no row passes.
+fn seq_param(seq: Seq) -> i64 {
+    i64::try_from(seq.0).unwrap_or(i64::MAX)
+}
+
+fn corrupt(what: &str, raw: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        detail: format!("stored {what} {raw:?}: {error}"),
+    }
+}
+
+fn user_not_found(user: &UserId) -> StoreError {
+    StoreError::NotFound {
+        what: format!("user {user}"),
+    }
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|db| db.is_unique_violation())
+}
+
+/// Maps a database error of operation `op`. Callers that know which row collided or was
+/// missing map unique and foreign-key violations themselves, with a better name.
+fn failed(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| match &source {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists {
+            what: format!("row written by {op}"),
+        },
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound {
+            what: format!("row referenced by {op}"),
+        },
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt {
+            detail: format!("{op}: {source}"),
+        },
+        _ => StoreError::Unavailable { op, source },
+    }
+}

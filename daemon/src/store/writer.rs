@@ -1,0 +1,270 @@
+//! The group-commit writer: one task per node that takes sends from a bounded queue,
+//! commits them in batches (one transaction each) and only then acknowledges each sender and
+//! publishes the new messages, in commit order.
+//!
+//! The queue is bounded by `queue_capacity`; when it is full, [`WriterHandle::append`]
+//! fails at once with [`AppendError::Busy`] so senders get `busy` instead of the daemon
+//! growing memory without bound.
+//!
+//! Batches form by themselves under load: while one transaction waits for its fsync, new
+//! sends queue up and become the next batch. `max_batch_delay` can hold a batch open a little
+//! longer to gather more; zero commits whatever is queued at once.
+//!
+//! Every new message is published before any sender of its batch is answered, so a sender that
+//! sees its ack can rely on the broker already carrying the message.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use protocol::Message;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{Committed, NewMessage, Store, StoreError, now_ms};
+use crate::lifecycle::Tasks;
+
+/// How the writer queues and batches.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterSettings {
+    /// Sends that may wait for the writer; one more fails with [`AppendError::Busy`].
+    /// Values below 1 count as 1.
+    pub queue_capacity: usize,
+    /// The most sends committed in one transaction. Values below 1 count as 1.
+    pub max_batch: usize,
+    /// How long a batch stays open for more sends once the queue is empty. Zero commits at
+    /// once; under load batches still grow while the previous transaction commits.
+    pub max_batch_delay: Duration,
+}
+
+/// Why a send was not committed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The queue is full; nothing was stored. The sender may retry later.
+    #[error("the store writer is busy")]
+    Busy,
+    /// The writer has stopped (shutdown); nothing was stored by this call.
+    #[error("the store writer has stopped")]
+    Closed,
+    /// The batch's transaction failed; nothing of the batch was stored.
+    #[error("commit failed: {0}")]
+    Store(StoreError),
+}
+
+/// Queues sends for the writer task. Cheap to clone; the task stops when shutdown begins or
+/// when every handle is dropped.
+#[derive(Debug, Clone)]
+pub struct WriterHandle {
+    queue: mpsc::Sender<Request>,
+    transactions: Arc<AtomicU64>,
+}
+
+impl WriterHandle {
+    /// Queues `message` and waits until its batch is committed and published.
+    ///
+    /// # Errors
+    /// [`AppendError::Busy`] at once when the queue is full, [`AppendError::Closed`] when the
+    /// writer has stopped, [`AppendError::Store`] when the transaction failed.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: once queued, a send is committed (and published) even if this future
+    /// is dropped; only its answer is lost. A resend with the same client message id gets it.
+    pub async fn append(&self, message: NewMessage) -> Result<Committed, AppendError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .try_send(Request { message, reply })
+            .map_err(|error| match error {
+                TrySendError::Full(_) => AppendError::Busy,
+                TrySendError::Closed(_) => AppendError::Closed,
+            })?;
+        // The writer answers every request it takes; a dropped reply means its task was
+        // aborted (shutdown ran out of time).
+        answer.await.map_err(|_| AppendError::Closed)?
+    }
+
+    /// Transactions the writer has run so far, committed or failed.
+    pub fn transactions(&self) -> u64 {
+        self.transactions.load(Ordering::Relaxed)
+    }
+
+    /// Sends waiting in the queue (not counting the batch being committed).
+    pub fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+}
+
+/// Starts the writer task on `tasks`. `publish` is called once per newly committed message,
+/// in commit order, before the senders of its batch are answered; duplicates are not
+/// published again.
+///
+/// When `tasks.token()` is cancelled the writer refuses new sends ([`AppendError::Closed`]),
+/// commits and answers every send already queued, and ends.
+pub fn spawn_writer(
+    store: Store,
+    settings: WriterSettings,
+    publish: Box<dyn FnMut(&Message) + Send>,
+    tasks: &Tasks,
+) -> WriterHandle {
+    let (queue, requests) = mpsc::channel(settings.queue_capacity.max(1));
+    let transactions = Arc::new(AtomicU64::new(0));
+    let writer = Writer {
+        store,
+        max_batch: settings.max_batch.max(1),
+        max_batch_delay: settings.max_batch_delay,
+        publish,
+        requests,
+        transactions: Arc::clone(&transactions),
+    };
+    tasks.spawn("store writer", writer.run(tasks.token().clone()));
+    WriterHandle {
+        queue,
+        transactions,
+    }
+}
+
+/// One queued send and where its answer goes.
+#[derive(Debug)]
+struct Request {
+    message: NewMessage,
+    reply: oneshot::Sender<Result<Committed, AppendError>>,
+}
+
+/// The writer task's state.
+struct Writer {
+    store: Store,
+    max_batch: usize,
+    max_batch_delay: Duration,
+    publish: Box<dyn FnMut(&Message) + Send>,
+    requests: mpsc::Receiver<Request>,
+    transactions: Arc<AtomicU64>,
+}
+
+impl Writer {
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut batch = Vec::with_capacity(self.max_batch);
+        loop {
+            let first = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                request = self.requests.recv() => match request {
+                    Some(request) => request,
+                    // Every handle is gone, so nobody can send or wait any more.
+                    None => return,
+                },
+            };
+            batch.push(first);
+            self.collect(&mut batch, &shutdown).await;
+            self.commit(&mut batch).await;
+        }
+
+        // Shutdown: new sends get `Closed` from here on; what was accepted is committed and
+        // answered, so every acknowledged message is stored and no sender waits forever.
+        self.requests.close();
+        loop {
+            self.take_queued(&mut batch);
+            if batch.is_empty() {
+                break;
+            }
+            self.commit(&mut batch).await;
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    /// Fills `batch` up to `max_batch`: first with what is queued, then with what arrives
+    /// within `max_batch_delay`. Ends early on shutdown; the batch is committed either way.
+    async fn collect(&mut self, batch: &mut Vec<Request>, shutdown: &CancellationToken) {
+        self.take_queued(batch);
+        if batch.len() >= self.max_batch || self.max_batch_delay.is_zero() {
+            return;
+        }
+        let deadline = tokio::time::sleep(self.max_batch_delay);
+        tokio::pin!(deadline);
+        // Bounded: every turn adds one send or ends the loop.
+        while batch.len() < self.max_batch {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return,
+                () = &mut deadline => return,
+                request = self.requests.recv() => match request {
+                    Some(request) => batch.push(request),
+                    None => return,
+                },
+            }
+        }
+    }
+
+    fn take_queued(&mut self, batch: &mut Vec<Request>) {
+        while batch.len() < self.max_batch {
+            match self.requests.try_recv() {
+                Ok(request) => batch.push(request),
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Commits and empties `batch`, publishes its new messages, then answers its senders.
+    async fn commit(&mut self, batch: &mut Vec<Request>) {
+        let (messages, replies): (Vec<NewMessage>, Vec<_>) = batch
+            .drain(..)
+            .map(|request| (request.message, request.reply))
+            .unzip();
+        let started = Instant::now();
+        let result = self.store.append_batch(&messages, now_ms()).await;
+        self.transactions.fetch_add(1, Ordering::Relaxed);
+        let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        match result {
+            Ok(committed) => {
+                tracing::debug!(
+                    size = messages.len(),
+                    commit_us = elapsed_us,
+                    "batch committed"
+                );
+                for entry in committed.iter().filter(|entry| !entry.duplicate) {
+                    (self.publish)(&entry.message);
+                }
+                for (reply, entry) in replies.into_iter().zip(committed) {
+                    // A sender that stopped waiting still had its message committed; a resend
+                    // with the same client message id gets the ack.
+                    let _ = reply.send(Ok(entry));
+                }
+            }
+            Err(error) => {
+                tracing::warn!(
+                    size = messages.len(),
+                    commit_us = elapsed_us,
+                    %error,
+                    "batch failed, nothing stored"
+                );
+                let mut replies = replies.into_iter();
+                let last = replies.next_back();
+                for reply in replies {
+                    let _ = reply.send(Err(AppendError::Store(copy_of(&error))));
+                }
+                if let Some(reply) = last {
+                    let _ = reply.send(Err(AppendError::Store(error)));
+                }
+            }
+        }
+    }
+}
+
+/// The same failure for another sender of the batch. Database errors cannot be cloned, so the
+/// copy of `Unavailable` carries the source's text instead of the source itself.
+fn copy_of(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::Unavailable { op, source } => StoreError::Unavailable {
+            op,
+            source: sqlx::Error::Io(io::Error::other(source.to_string())),
+        },
+        StoreError::NotFound { what } => StoreError::NotFound { what: what.clone() },
+        StoreError::AlreadyExists { what } => StoreError::AlreadyExists { what: what.clone() },
+        StoreError::Corrupt { detail } => StoreError::Corrupt {
+            detail: detail.clone(),
+        },
+        StoreError::Migrate(error) => StoreError::Corrupt {
+            detail: error.to_string(),
+        },
+    }
+}

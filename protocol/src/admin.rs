@@ -1,0 +1,176 @@
+//! Requests and replies on the daemon's admin socket. Each is one JSON object on one line
+//! (newline-delimited JSON) over a Unix stream socket; the daemon answers every request with
+//! exactly one reply line, in order.
+//!
+//! User registration takes two requests on one connection, so the password never leaves
+//! chatctl: chatctl sends the OPAQUE `RegistrationRequest`, the daemon answers with the
+//! `RegistrationResponse`, chatctl sends the `RegistrationUpload` (the password file).
+
+use serde::{Deserialize, Serialize};
+
+use crate::bytes_b64::Base64Bytes;
+use crate::ids::{RoomId, Seq, UserId};
+
+/// A request from chatctl.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum AdminRequest {
+    /// OPAQUE registration, step 1: the client's `RegistrationRequest`.
+    RegisterStart {
+        /// The user to create, or whose password to change.
+        user: UserId,
+        /// `RegistrationRequest`, base64url.
+        request: Base64Bytes,
+    },
+    /// OPAQUE registration, step 2: the client's `RegistrationUpload`.
+    RegisterFinish {
+        /// The user.
+        user: UserId,
+        /// `RegistrationUpload`, base64url.
+        upload: Base64Bytes,
+        /// Create a new user (`add`) or replace an existing user's password (`passwd`).
+        mode: RegisterMode,
+    },
+    /// List users.
+    UserList,
+    /// Disable a user and close their live sessions.
+    UserDisable {
+        /// The user.
+        user: UserId,
+    },
+    /// Enable a disabled user.
+    UserEnable {
+        /// The user.
+        user: UserId,
+    },
+    /// Create a room.
+    RoomCreate {
+        /// The room.
+        room: RoomId,
+        /// Only members may join.
+        private: bool,
+    },
+    /// List rooms.
+    RoomList,
+    /// Add a member to a room.
+    RoomAddMember {
+        /// The room.
+        room: RoomId,
+        /// The user.
+        user: UserId,
+    },
+    /// Remove a member from a room.
+    RoomRemoveMember {
+        /// The room.
+        room: RoomId,
+        /// The user.
+        user: UserId,
+    },
+    /// Daemon status.
+    Status,
+}
+
+/// Whether a registration creates a user or replaces a password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegisterMode {
+    /// Create a new user; fails if the name is taken.
+    Create,
+    /// Replace the password of an existing user; fails if there is no such user.
+    Replace,
+}
+
+/// A user as listed by `user_list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    /// The user name.
+    pub name: UserId,
+    /// Whether the account is disabled.
+    pub disabled: bool,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: i64,
+    /// Live sessions on this node.
+    pub sessions: u32,
+}
+
+/// A room as listed by `room_list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    /// The room name.
+    pub name: RoomId,
+    /// Whether only members may join.
+    pub private: bool,
+    /// Number of members (private rooms) or 0.
+    pub members: u32,
+    /// Latest sequence number.
+    pub last_seq: Seq,
+}
+
+/// What a daemon reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    /// Daemon version.
+    pub version: String,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// Live sessions.
+    pub sessions: u32,
+    /// Addresses the daemon listens on.
+    pub listeners: Vec<String>,
+    /// The store backend (`sqlite` or `postgres`).
+    pub store: String,
+}
+
+/// The daemon's reply to one request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum AdminReply {
+    /// The request succeeded and has nothing to report.
+    Done,
+    /// Answer to `register_start`: the server's `RegistrationResponse`.
+    RegisterChallenge {
+        /// `RegistrationResponse`, base64url.
+        response: Base64Bytes,
+    },
+    /// Answer to `user_list`.
+    Users {
+        /// The users, by name.
+        users: Vec<UserInfo>,
+    },
+    /// Answer to `user_disable`.
+    Disabled {
+        /// How many live sessions were closed.
+        sessions_closed: u32,
+    },
+    /// Answer to `room_list`.
+    Rooms {
+        /// The rooms, by name.
+        rooms: Vec<RoomInfo>,
+    },
+    /// Answer to `status`.
+    Status(StatusInfo),
+    /// The request failed.
+    Error {
+        /// What kind of failure.
+        kind: AdminErrorKind,
+        /// What happened and what to do about it.
+        message: String,
+    },
+}
+
+/// Kinds of admin failures; chatctl maps them to exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AdminErrorKind {
+    /// The named user or room does not exist.
+    NotFound,
+    /// The user or room already exists.
+    AlreadyExists,
+    /// The request was malformed or invalid.
+    Invalid,
+    /// The daemon failed; see its log.
+    Internal,
+}

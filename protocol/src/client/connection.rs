@@ -1,0 +1,469 @@
+//! One WebSocket connection: the `hello` exchange, the writer half, the table of requests
+//! waiting for their reply, and the reader task that routes each server frame either to the
+//! request with its request id or into the bounded event queue.
+//!
+//! The reader awaits room in the event queue. An application that stops reading events
+//! therefore stops the reader, the socket's receive buffer fills, and the server sees a slow
+//! consumer, which is the backpressure the protocol expects. Replies queue behind events in
+//! that state, so a request times out while its caller does not read events.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Utf8Bytes};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+
+use super::error::ClientError;
+use super::event::Event;
+use super::options::ClientOptions;
+use crate::codec::{DecodeError, decode_server, encode_client};
+use crate::error_code::CloseCode;
+use crate::frame::{ClientFrame, Limits, ServerFrame};
+use crate::ids::RequestId;
+
+type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How long [`Connection::close`] waits for the server to answer the close handshake.
+const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// An open, `hello`-exchanged connection.
+pub(crate) struct Connection {
+    writer: tokio::sync::Mutex<SplitSink<WsStream, WsMessage>>,
+    requests: Arc<Requests>,
+    /// Behind an async mutex so that reading events takes `&self`: one task may read events
+    /// while others send requests.
+    events: tokio::sync::Mutex<mpsc::Receiver<Event>>,
+    limits: Limits,
+    next_rid: AtomicU64,
+    request_timeout: Duration,
+    reader: JoinHandle<()>,
+    /// Stops the reader task; cancelled when the connection is dropped.
+    stop: CancellationToken,
+}
+
+impl Connection {
+    /// Dials `url`, sends `hello` and waits for the server's `hello`.
+    pub(crate) async fn open(url: &str, options: &ClientOptions) -> Result<Self, ClientError> {
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(options.max_frame_bytes))
+            .max_frame_size(Some(options.max_frame_bytes));
+        let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+        let (mut socket, _response) = tokio::time::timeout(options.request_timeout, connect)
+            .await
+            .map_err(|_| ClientError::Timeout)?
+            .map_err(|source| ClientError::Connect {
+                url: url.to_owned(),
+                source: Box::new(source),
+            })?;
+
+        let hello = ClientFrame::Hello {
+            version: crate::PROTOCOL_VERSION,
+            client: Some(concat!("chatd-protocol/", env!("CARGO_PKG_VERSION")).to_owned()),
+        };
+        socket
+            .send(to_ws_message(&hello)?)
+            .await
+            .map_err(|e| send_error(e, None))?;
+        let limits = tokio::time::timeout(
+            options.request_timeout,
+            read_hello(&mut socket, options.max_frame_bytes),
+        )
+        .await
+        .map_err(|_| ClientError::Timeout)??;
+
+        let (writer, stream) = socket.split();
+        let requests = Arc::new(Requests::default());
+        let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
+        let stop = CancellationToken::new();
+        let reader = tokio::spawn(read_loop(ReadLoop {
+            stream,
+            requests: Arc::clone(&requests),
+            events: events_tx,
+            max_frame_bytes: options.max_frame_bytes,
+            stop: stop.clone(),
+        }));
+        Ok(Self {
+            writer: tokio::sync::Mutex::new(writer),
+            requests,
+            events: tokio::sync::Mutex::new(events_rx),
+            limits,
+            next_rid: AtomicU64::new(1),
+            request_timeout: options.request_timeout,
+            reader,
+            stop,
+        })
+    }
+
+    /// The limits the server announced in its `hello`.
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Sends the frame `build` makes with a fresh request id and waits for the reply with
+    /// that id. An `error` reply becomes [`ClientError::Server`].
+    ///
+    /// Cancel safety: dropping the future forgets the request; a late reply is discarded.
+    pub(crate) async fn request(
+        &self,
+        build: impl FnOnce(Option<RequestId>) -> ClientFrame,
+    ) -> Result<ServerFrame, ClientError> {
+        let rid = self.next_rid();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let waiting = self.requests.register(rid.clone(), reply_tx)?;
+        self.send_frame(&build(Some(rid))).await?;
+        let reply = match tokio::time::timeout(self.request_timeout, reply_rx).await {
+            Err(_elapsed) => return Err(ClientError::Timeout),
+            Ok(Err(_closed)) => return Err(ClientError::Closed(self.requests.close_code())),
+            Ok(Ok(reply)) => reply,
+        };
+        drop(waiting);
+        match reply {
+            Ok(ServerFrame::Error {
+                code,
+                message,
+                retry_after_ms,
+                ..
+            }) => Err(ClientError::Server {
+                code,
+                message,
+                retry_after: retry_after_ms.map(Duration::from_millis),
+            }),
+            Ok(frame) => Ok(frame),
+            Err(decode) => Err(ClientError::Protocol(decode.to_string())),
+        }
+    }
+
+    /// Sends one frame that expects no reply.
+    pub(crate) async fn send_frame(&self, frame: &ClientFrame) -> Result<(), ClientError> {
+        self.send_message(to_ws_message(frame)?).await
+    }
+
+    /// Sends arbitrary text as one WebSocket text message.
+    pub(crate) async fn send_text(&self, text: &str) -> Result<(), ClientError> {
+        self.send_message(WsMessage::text(text)).await
+    }
+
+    /// The next event, or `None` once the connection's last event ([`Event::Closed`]) was
+    /// read.
+    ///
+    /// Cancel safety: cancel-safe; an event is never lost by dropping the future.
+    pub(crate) async fn next_event(&self) -> Option<Event> {
+        self.events.lock().await.recv().await
+    }
+
+    /// Starts the close handshake with a normal close code, waits briefly for the server to
+    /// finish it, then stops the reader.
+    pub(crate) async fn close(self) {
+        let frame = CloseFrame {
+            code: WsCloseCode::Normal,
+            reason: Utf8Bytes::default(),
+        };
+        let sent = self
+            .writer
+            .lock()
+            .await
+            .send(WsMessage::Close(Some(frame)))
+            .await;
+        if sent.is_ok() {
+            // The reader sees the server's close reply and ends; the remaining events are
+            // discarded with the connection.
+            let reader = &mut *self.events.lock().await;
+            let drain = async { while reader.recv().await.is_some() {} };
+            if tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, drain)
+                .await
+                .is_err()
+            {
+                tracing::debug!("server did not finish the close handshake in time");
+            }
+        }
+        self.stop.cancel();
+    }
+
+    fn next_rid(&self) -> RequestId {
+        rid_from_counter(self.next_rid.fetch_add(1, Ordering::Relaxed))
+    }
+
+    async fn send_message(&self, message: WsMessage) -> Result<(), ClientError> {
+        if let Some(code) = self.requests.closed() {
+            return Err(ClientError::Closed(code));
+        }
+        let mut writer = self.writer.lock().await;
+        writer
+            .send(message)
+            .await
+            .map_err(|e| send_error(e, self.requests.closed()))
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.reader.abort();
+    }
+}
+
+/// The request id the client gives its `n`th request: `r1`, `r2`, ...
+#[expect(
+    clippy::unwrap_used,
+    reason = "`r` and the decimal digits of a u64 are printable ASCII of at most 21 bytes, \
+              always a valid request id"
+)]
+fn rid_from_counter(n: u64) -> RequestId {
+    RequestId::parse(&format!("r{n}")).unwrap()
+}
+
+/// Requests waiting for their reply, and whether the connection has ended.
+#[derive(Default)]
+struct Requests {
+    state: Mutex<RequestsState>,
+}
+
+type ReplySender = oneshot::Sender<Result<ServerFrame, DecodeError>>;
+
+#[derive(Default)]
+struct RequestsState {
+    waiting: HashMap<RequestId, ReplySender>,
+    /// `Some` once the reader ended, holding the server's close code if it sent one.
+    closed: Option<Option<CloseCode>>,
+}
+
+impl Requests {
+    fn lock(&self) -> MutexGuard<'_, RequestsState> {
+        // The state stays consistent across a panic (each update is one map operation).
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a request; the returned guard unregisters it when dropped.
+    fn register(&self, rid: RequestId, reply: ReplySender) -> Result<Waiting<'_>, ClientError> {
+        let mut state = self.lock();
+        if let Some(code) = state.closed {
+            return Err(ClientError::Closed(code));
+        }
+        state.waiting.insert(rid.clone(), reply);
+        Ok(Waiting {
+            requests: self,
+            rid,
+        })
+    }
+
+    /// Hands a reply to the request with `rid`; `false` when no request waits for it.
+    fn resolve(&self, rid: &RequestId, reply: Result<ServerFrame, DecodeError>) -> bool {
+        match self.lock().waiting.remove(rid) {
+            Some(waiter) => {
+                // The caller may have given up in the meantime; then the reply is dropped.
+                let _ = waiter.send(reply);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Ends the connection: every waiting request fails with `Closed(code)`.
+    fn close(&self, code: Option<CloseCode>) {
+        let mut state = self.lock();
+        state.closed = Some(code);
+        state.waiting.clear();
+    }
+
+    fn closed(&self) -> Option<Option<CloseCode>> {
+        self.lock().closed
+    }
+
+    fn close_code(&self) -> Option<CloseCode> {
+        self.lock().closed.flatten()
+    }
+}
+
+/// Unregisters a request when its caller stops waiting.
+struct Waiting<'a> {
+    requests: &'a Requests,
+    rid: RequestId,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.requests.lock().waiting.remove(&self.rid);
+    }
+}
+
+struct ReadLoop {
+    stream: SplitStream<WsStream>,
+    requests: Arc<Requests>,
+    events: mpsc::Sender<Event>,
+    max_frame_bytes: usize,
+    stop: CancellationToken,
+}
+
+/// Reads until the socket ends or the connection is dropped; then fails the waiting requests
+/// and queues [`Event::Closed`].
+async fn read_loop(mut task: ReadLoop) {
+    let mut close_code = None;
+    loop {
+        let message = tokio::select! {
+            () = task.stop.cancelled() => break,
+            message = task.stream.next() => message,
+        };
+        match message {
+            Some(Ok(WsMessage::Text(text))) => {
+                if !task.handle_text(text.as_bytes()).await {
+                    break;
+                }
+            }
+            Some(Ok(WsMessage::Close(frame))) => {
+                // Keep reading: the next read sends tungstenite's close reply and then ends
+                // the stream, which completes the close handshake.
+                close_code = frame.and_then(|f| CloseCode::from_number(u16::from(f.code)));
+            }
+            Some(Ok(WsMessage::Binary(_))) => {
+                tracing::debug!("ignoring a binary message; chatd frames are text");
+            }
+            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
+            Some(Err(error)) => {
+                tracing::debug!(%error, "websocket read failed");
+                break;
+            }
+            None => break,
+        }
+    }
+    task.requests.close(close_code);
+    tokio::select! {
+        () = task.stop.cancelled() => {}
+        _ = task.events.send(Event::Closed(close_code)) => {}
+    }
+}
+
+impl ReadLoop {
+    /// Routes one text message; `false` when the connection was dropped meanwhile.
+    async fn handle_text(&self, bytes: &[u8]) -> bool {
+        let frame = match decode_server(bytes, self.max_frame_bytes) {
+            Ok(frame) => frame,
+            Err(error) => {
+                tracing::debug!(%error, "undecodable server frame");
+                if let Some(rid) = error.rid().cloned() {
+                    self.requests.resolve(&rid, Err(error));
+                }
+                return true;
+            }
+        };
+        if let Some(rid) = reply_rid(&frame) {
+            let rid = rid.clone();
+            if !self.requests.resolve(&rid, Ok(frame)) {
+                tracing::debug!(rid = %rid, "reply for a request nobody waits for");
+            }
+            return true;
+        }
+        let Some(event) = Event::from_frame(frame) else {
+            tracing::debug!("ignoring a reply frame without request id");
+            return true;
+        };
+        tokio::select! {
+            () = self.stop.cancelled() => false,
+            sent = self.events.send(event) => sent.is_ok(),
+        }
+    }
+}
+
+/// The request id of a reply frame; events carry none.
+fn reply_rid(frame: &ServerFrame) -> Option<&RequestId> {
+    match frame {
+        ServerFrame::LoginChallenge { rid, .. }
+        | ServerFrame::Welcome { rid, .. }
+        | ServerFrame::Joined { rid, .. }
+        | ServerFrame::Left { rid, .. }
+        | ServerFrame::Acked { rid, .. }
+        | ServerFrame::HistoryPage { rid, .. }
+        | ServerFrame::Pong { rid }
+        | ServerFrame::Error { rid, .. } => rid.as_ref(),
+        ServerFrame::Hello { .. }
+        | ServerFrame::Message(_)
+        | ServerFrame::Presence { .. }
+        | ServerFrame::Typing { .. }
+        | ServerFrame::GoingAway { .. } => None,
+    }
+}
+
+/// Reads the server's answer to `hello`.
+async fn read_hello(socket: &mut WsStream, max_frame_bytes: usize) -> Result<Limits, ClientError> {
+    let mut close_code = None;
+    while let Some(message) = socket.next().await {
+        let text = match message {
+            Ok(WsMessage::Text(text)) => text,
+            Ok(WsMessage::Close(frame)) => {
+                close_code = frame.and_then(|f| CloseCode::from_number(u16::from(f.code)));
+                continue;
+            }
+            Ok(_) => continue,
+            Err(_) => break,
+        };
+        let frame = decode_server(text.as_bytes(), max_frame_bytes)
+            .map_err(|e| ClientError::Protocol(format!("answer to hello: {e}")))?;
+        return match frame {
+            ServerFrame::Hello {
+                version, limits, ..
+            } if version == crate::PROTOCOL_VERSION => Ok(limits),
+            ServerFrame::Hello { version, .. } => Err(ClientError::Protocol(format!(
+                "server speaks protocol version {version}, this client {}",
+                crate::PROTOCOL_VERSION
+            ))),
+            ServerFrame::Error {
+                code,
+                message,
+                retry_after_ms,
+                ..
+            } => Err(ClientError::Server {
+                code,
+                message,
+                retry_after: retry_after_ms.map(Duration::from_millis),
+            }),
+            other => Err(ClientError::Protocol(format!(
+                "expected hello, got {}",
+                frame_kind(&other)
+            ))),
+        };
+    }
+    Err(ClientError::Closed(close_code))
+}
+
+/// The `type` name of a server frame, for error messages.
+pub(crate) fn frame_kind(frame: &ServerFrame) -> &'static str {
+    match frame {
+        ServerFrame::Hello { .. } => "hello",
+        ServerFrame::LoginChallenge { .. } => "login_challenge",
+        ServerFrame::Welcome { .. } => "welcome",
+        ServerFrame::Joined { .. } => "joined",
+        ServerFrame::Left { .. } => "left",
+        ServerFrame::Message(_) => "message",
+        ServerFrame::Acked { .. } => "acked",
+        ServerFrame::HistoryPage { .. } => "history_page",
+        ServerFrame::Presence { .. } => "presence",
+        ServerFrame::Typing { .. } => "typing",
+        ServerFrame::Pong { .. } => "pong",
+        ServerFrame::Error { .. } => "error",
+        ServerFrame::GoingAway { .. } => "going_away",
+    }
+}
+
+fn to_ws_message(frame: &ClientFrame) -> Result<WsMessage, ClientError> {
+    let text = Utf8Bytes::try_from(encode_client(frame))
+        .map_err(|e| ClientError::Protocol(format!("encoded frame is not UTF-8: {e}")))?;
+    Ok(WsMessage::Text(text))
+}
+
+fn send_error(error: WsError, closed: Option<Option<CloseCode>>) -> ClientError {
+    match (error, closed) {
+        (_, Some(code)) => ClientError::Closed(code),
+        (WsError::ConnectionClosed | WsError::AlreadyClosed, None) => ClientError::Closed(None),
+        (error, None) => ClientError::Send(Box::new(error)),
+    }
+}

@@ -1,0 +1,83 @@
+//! [`ClientError`]: every way a client call can fail, sorted by what the caller does next
+//! (reconnect, retry later, log in again, or give up).
+
+use std::time::Duration;
+
+use crate::error_code::{CloseCode, ErrorCode};
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The WebSocket connection could not be opened (bad URL, refused, handshake failed).
+    #[error("cannot connect to {url}")]
+    Connect {
+        /// The URL that was dialled.
+        url: String,
+        /// What the WebSocket library said.
+        #[source]
+        source: Box<tokio_tungstenite::tungstenite::Error>,
+    },
+    /// The connection is closed; the code is the server's close code when it sent one.
+    /// Reconnect (and resume) to go on.
+    #[error("connection closed{}", close_reason(*.0))]
+    Closed(Option<CloseCode>),
+    /// The server refused the request with an `error` frame.
+    #[error("server refused the request: {code}: {message}")]
+    Server {
+        /// The wire error code.
+        code: ErrorCode,
+        /// The server's explanation.
+        message: String,
+        /// For retryable codes: how long to wait before sending the same request again.
+        retry_after: Option<Duration>,
+    },
+    /// No reply arrived within [`ClientOptions::request_timeout`](super::ClientOptions).
+    #[error("no reply within the request timeout")]
+    Timeout,
+    /// The login failed on the client side: wrong user name or password (OPAQUE lets the
+    /// client detect this before sending its final message), or no resume token to resume
+    /// with.
+    #[error("login failed: {0}")]
+    Login(String),
+    /// The server broke the protocol (an unexpected or undecodable reply).
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// Writing to the socket failed; the connection is unusable.
+    #[error("cannot send on the connection")]
+    Send(#[source] Box<tokio_tungstenite::tungstenite::Error>),
+}
+
+impl ClientError {
+    /// Whether sending the same request again later may succeed: a retryable server error
+    /// (`rate_limited`, `busy`, `unavailable`) or a timeout.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Server { code, .. } => code.is_retryable(),
+            Self::Timeout => true,
+            Self::Connect { .. }
+            | Self::Closed(_)
+            | Self::Login(_)
+            | Self::Protocol(_)
+            | Self::Send(_) => false,
+        }
+    }
+
+    /// The wire error code, when the server refused the request.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::Server { code, .. } => Some(*code),
+            Self::Connect { .. }
+            | Self::Closed(_)
+            | Self::Timeout
+            | Self::Login(_)
+            | Self::Protocol(_)
+            | Self::Send(_) => None,
+        }
+    }
+}
+
+fn close_reason(code: Option<CloseCode>) -> String {
+    code.map(|c| format!(" with code {} ({})", c.number(), c.name()))
+        .unwrap_or_default()
+}

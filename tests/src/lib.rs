@@ -1,0 +1,15 @@
+//! The integration-test harness: starts real chatd daemons (in-process through
+//! [`chatd::start`], on 127.0.0.1 port 0 with a private temporary data directory), runs the
+//! real `chatctl` binary against their admin socket, and offers polling helpers so tests
+//! never sleep a fixed time to wait for something.
+//!
+//! # Layout
+//! - `daemon`: [`TestDaemon`].
+//! - `binaries`: locating the built `chatd` and `chatctl` binaries.
+//! - `wait`: polling with a deadline.
+
+pub mod binaries;
+pub mod daemon;
+pub mod wait;
+
+pub use daemon::TestDaemon;
