@@ -38,5 +38,5 @@ pub(crate) fn exit_code(error: &anyhow::Error) -> ExitCode {
     error
         .chain()
         .find_map(|cause| cause.downcast_ref::<Failure>())
-        .map_or(ExitCode::from(4), Failure::exit_code)
+        .map_or_else(|| ExitCode::from(4), Failure::exit_code)
 }

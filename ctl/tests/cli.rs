@@ -27,6 +27,7 @@ fn chatctl(args: &[&str]) -> Command {
     command
 }
 
+#[expect(clippy::unwrap_used, reason = "test helper: a failure here fails the test")]
 fn run(command: &mut Command, stdin: &str) -> Output {
     let mut child = command
         .stdin(Stdio::piped())
@@ -49,6 +50,7 @@ fn text(bytes: &[u8]) -> String {
 
 /// Serves one admin connection on `path`: answers each request line with `answer` and
 /// returns the requests it saw.
+#[expect(clippy::unwrap_used, reason = "test helper: a failure here fails the test")]
 fn admin_peer(
     path: &Path,
     mut answer: impl FnMut(&AdminRequest) -> AdminReply + Send + 'static,
@@ -318,6 +320,7 @@ fn user_add_registers_with_opaque_and_the_password_stays_local() {
 }
 
 /// Runs both halves of an OPAQUE login; whether it succeeded.
+#[expect(clippy::unwrap_used, reason = "test helper: a failure here fails the test")]
 fn login(
     setup: &ServerSetup<Suite>,
     record: ServerRegistration<Suite>,

@@ -3,7 +3,8 @@
 //!
 //! Run with `chatd` (embedded default: SQLite in the current directory, WebSocket on
 //! 127.0.0.1:7878) or `chatd --config /etc/chatd/chatd.toml`. `chatd config check` prints
-//! the effective configuration with secrets redacted.
+//! the effective configuration with secrets redacted. SIGTERM and SIGINT drain and stop;
+//! SIGHUP reloads the configuration (only `log_level` takes effect without a restart).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,7 +13,10 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
+use tokio::signal::unix::{SignalKind, signal};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 /// The chatd chat daemon.
 #[derive(Debug, Parser)]
@@ -71,7 +75,7 @@ fn main() -> ExitCode {
         print!("{}", config.to_redacted_toml());
         return ExitCode::SUCCESS;
     }
-    match run(&config) {
+    match run(&config, &overrides) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("chatd: {error:#}");
@@ -80,13 +84,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(config: &chatd_config::Config) -> anyhow::Result<()> {
+fn run(config: &chatd_config::Config, overrides: &chatd_config::Overrides) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&config.log_level)
         .with_context(|| format!("invalid log_level `{}`", config.log_level))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    // The filter sits behind a reload handle so SIGHUP can change the log level.
+    let (filter, log_level) = tracing_subscriber::reload::Layer::new(filter);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
         .init();
+    tracing::info!(config = %config.to_redacted_toml(), "configuration");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -101,7 +108,17 @@ fn run(config: &chatd_config::Config) -> anyhow::Result<()> {
             daemon.admin_socket.display()
         );
         tracing::info!(websocket = %daemon.websocket_addr, "ready");
-        wait_for_signal().await?;
+        let mut running = config.clone();
+        let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        loop {
+            tokio::select! {
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+                _ = hangup.recv() => reload(&mut running, overrides, &log_level),
+            }
+        }
         tracing::info!("shutdown requested");
         shutdown.cancel();
         daemon.wait().await;
@@ -109,14 +126,31 @@ fn run(config: &chatd_config::Config) -> anyhow::Result<()> {
     })
 }
 
-/// Waits for SIGTERM or SIGINT (Ctrl-C).
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = interrupt.recv() => {}
+/// SIGHUP: loads the configuration again and applies the reloadable keys (the log level).
+/// Other changes are reported, not half-applied: they take effect at the next restart.
+fn reload<S>(
+    running: &mut chatd_config::Config,
+    overrides: &chatd_config::Overrides,
+    log_level: &tracing_subscriber::reload::Handle<EnvFilter, S>,
+) {
+    let fresh = match chatd_config::load(overrides) {
+        Ok(fresh) => fresh,
+        Err(error) => {
+            tracing::error!(%error, "reload failed; the running configuration is unchanged");
+            return;
+        }
+    };
+    if fresh.log_level != running.log_level {
+        match EnvFilter::try_new(&fresh.log_level).map(|filter| log_level.reload(filter)) {
+            Ok(Ok(())) => tracing::info!(log_level = %fresh.log_level, "log level reloaded"),
+            Ok(Err(error)) => tracing::error!(%error, "cannot apply the new log level"),
+            Err(error) => tracing::error!(%error, "invalid log_level; keeping the old one"),
+        }
+        running.log_level.clone_from(&fresh.log_level);
     }
-    Ok(())
+    if fresh != *running {
+        tracing::warn!("configuration changed in keys that are not reloadable; restart chatd to apply them");
+    } else {
+        tracing::info!("configuration reloaded");
+    }
 }

@@ -6,8 +6,9 @@ use std::time::Duration;
 use crate::frame::Message;
 use crate::ids::{ClientMsgId, RoomId, Seq, UserId};
 
-/// Login or resume succeeded (`welcome`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Login or resume succeeded (`welcome`). `Debug` leaves the resume token out: it is a
+/// credential.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Welcome {
     /// The logged-in user.
     pub user: UserId,
@@ -18,6 +19,16 @@ pub struct Welcome {
     pub resume_token: String,
     /// How long the token stays valid.
     pub resume_expires_in: Duration,
+}
+
+impl std::fmt::Debug for Welcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Welcome")
+            .field("user", &self.user)
+            .field("session", &self.session)
+            .field("resume_expires_in", &self.resume_expires_in)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The session joined a room (`joined`).

@@ -183,6 +183,29 @@ async fn connect_keeps_the_server_limits_and_ping_and_raw_frames_reach_the_serve
 }
 
 #[tokio::test]
+async fn one_task_reads_events_while_another_sends_requests() {
+    let (url, server) = serve(|mut peer| async move {
+        peer.handshake().await;
+        let ping = peer.recv().await;
+        peer.send(ServerFrame::Message(message("lobby", 1))).await;
+        peer.send(ServerFrame::Pong { rid: rid_of(&ping) }).await;
+        peer.recv_text().await;
+    })
+    .await;
+
+    let client = std::sync::Arc::new(Client::connect(&url, quick()).await.unwrap());
+    let reader = tokio::spawn({
+        let client = std::sync::Arc::clone(&client);
+        async move { next_message(&client).await }
+    });
+    client.ping().await.unwrap();
+    assert_eq!(reader.await.unwrap().seq, Seq(1));
+    let client = std::sync::Arc::into_inner(client).unwrap();
+    client.close().await;
+    server.await.unwrap();
+}
+
+#[tokio::test]
 async fn replies_reach_the_request_with_their_request_id_whatever_the_order() {
     let (url, server) = serve(|mut peer| async move {
         peer.handshake().await;

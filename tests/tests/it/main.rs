@@ -7,4 +7,5 @@ mod fault;
 mod history;
 mod interop;
 mod login;
+mod shutdown;
 mod support;
