@@ -1,5 +1,9 @@
 //! Whole-daemon integration tests: real chatd, real WebSocket, real SQLite, real chatctl.
 //! One test binary with modules, to save link time.
+#![expect(
+    clippy::unwrap_used,
+    reason = "helpers shared by the tests fail the test on an unexpected result, like the tests"
+)]
 
 mod chat;
 mod ctl;
