@@ -6,6 +6,7 @@
 //! the effective configuration with secrets redacted. SIGTERM and SIGINT drain and stop;
 //! SIGHUP reloads the configuration (only `log_level` takes effect without a restart).
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -91,7 +92,11 @@ fn run(config: &chatd_config::Config, overrides: &chatd_config::Overrides) -> an
     let (filter, log_level) = tracing_subscriber::reload::Layer::new(filter);
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .init();
     tracing::info!(config = %config.to_redacted_toml(), "configuration");
     let runtime = tokio::runtime::Builder::new_multi_thread()

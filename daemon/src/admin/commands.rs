@@ -122,7 +122,7 @@ async fn room_add_member(
     if node.store.user(user).await?.is_none() {
         return Err(AdminFailure(
             AdminErrorKind::NotFound,
-            format!("no user `{user}`; list users with `chatctl user list`"),
+            format!("no user `{user}`"),
         ));
     }
     node.store.add_member(room, user).await?;
@@ -146,7 +146,7 @@ impl From<StoreError> for AdminFailure {
                 tracing::error!(error = %other, "admin request failed in the store");
                 Self(
                     AdminErrorKind::Internal,
-                    format!("the store failed: {other}; see the chatd log"),
+                    format!("the store failed: {other}"),
                 )
             }
         }
@@ -159,12 +159,11 @@ impl From<AuthError> for AdminFailure {
             AuthError::Store(store) => store.into(),
             AuthError::NotFound => Self(
                 AdminErrorKind::NotFound,
-                "no such user; create it with `chatctl user add`".to_owned(),
+                "no such user".to_owned(),
             ),
             AuthError::AlreadyExists => Self(
                 AdminErrorKind::AlreadyExists,
-                "that user already exists; change its password with `chatctl user passwd`"
-                    .to_owned(),
+                "that user already exists".to_owned(),
             ),
             AuthError::Malformed(what) => {
                 Self(AdminErrorKind::Invalid, format!("malformed {what}"))
