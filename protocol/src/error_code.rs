@@ -54,14 +54,14 @@ macro_rules! wire_enum {
 }
 
 wire_enum! {
-    /// Why a request failed. Sent in an `error` frame as both `code` (number) and `name`.
+    /// Why a request failed. Sent in an `error` frame as `code` (the name) and `number`.
     pub enum ErrorCode: u16 {
         /// The frame is not valid JSON or has no `type`. The connection is closed.
         BadFrame = 1 => "bad_frame",
         /// The frame's `type` is unknown to this server. The connection stays open, so a newer
         /// client can probe for features.
         UnknownFrame = 2 => "unknown_frame",
-        /// A known frame with a missing or invalid field (bad room name, empty body, ...).
+        /// A known frame with a missing or invalid field (bad room name, bad `rid`, ...).
         InvalidFrame = 3 => "invalid_frame",
         /// The `hello` named a protocol version this server does not speak. The connection is
         /// closed.
@@ -113,8 +113,8 @@ impl ErrorCode {
 }
 
 wire_enum! {
-    /// Why the server closed a connection. Sent as the WebSocket close code (4000 + number
-    /// for the application range, except the standard ones) and as the QUIC application error
+    /// Why the server closed a connection. The number is the WebSocket close code itself
+    /// (standard codes below 4000, application codes from 4001) and the QUIC application error
     /// code.
     pub enum CloseCode: u16 {
         /// Normal close requested by the client.

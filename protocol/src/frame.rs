@@ -159,8 +159,8 @@ impl ClientFrame {
 }
 
 /// One stored message as it appears in `message` events, `joined` and `history_page`.
+/// Unknown fields are ignored when decoding, so a newer server may add fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Message {
     /// The room.
     pub room: RoomId,
@@ -188,8 +188,11 @@ pub struct Limits {
     pub max_rooms_per_session: u32,
     /// Largest history page.
     pub max_history_page: u32,
-    /// Sustained sends per second per session (burst allowed up to twice this).
+    /// Sustained sends per second per session.
     pub sends_per_sec: u32,
+    /// Sends allowed at once above the sustained rate (a full bucket holds
+    /// `sends_per_sec + send_burst`).
+    pub send_burst: u32,
 }
 
 /// A change in who is present in a room.
@@ -207,9 +210,10 @@ pub enum PresenceState {
     Offline,
 }
 
-/// A frame sent by the server.
+/// A frame sent by the server. Unknown fields are ignored when decoding (unlike client frames,
+/// which a server checks strictly), so a newer server may add fields without breaking clients.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ServerFrame {
     /// Answer to `hello`: the version in use and the server's limits.

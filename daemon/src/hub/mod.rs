@@ -210,7 +210,9 @@ impl Hub {
                     seq: None,
                     frame,
                 };
-                self.lock().push_to_room(&item, None);
+                // The user's own sessions caused the change and learn the state from `joined`:
+                // a user's presence only changes when no other session of theirs is there.
+                self.lock().push_to_room(&item, Some(user));
             }
             Event::Typing { room, user } => {
                 let frame = encode_server(&ServerFrame::Typing {

@@ -306,6 +306,7 @@ impl<T: Transport> Driver<T> {
         range: HistoryRange,
         limit: u32,
     ) -> Result<(), CommandError> {
+        self.check_access(&room).await?;
         let page = self.node.store.history(&room, range, limit).await?;
         self.reply(&ServerFrame::HistoryPage {
             rid,

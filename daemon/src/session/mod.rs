@@ -115,6 +115,12 @@ impl<T: Transport> Driver<T> {
                     match incoming {
                         None => Err(Flow::Gone),
                         Some(Err(TransportError::TooLarge)) => Err(Flow::Close(CloseCode::FrameTooLarge)),
+                        Some(Err(TransportError::NotAFrame(why))) => {
+                            match self.reply(&ServerFrame::error(None, ErrorCode::BadFrame, why)).await {
+                                Ok(()) => Err(Flow::Close(CloseCode::ProtocolError)),
+                                Err(flow) => Err(flow),
+                            }
+                        }
                         Some(Err(TransportError::Io(error))) => {
                             tracing::debug!(%error, "connection failed");
                             Err(Flow::Gone)
@@ -143,6 +149,7 @@ impl<T: Transport> Driver<T> {
                 Err(Flow::Close(code))
             }
             Step::Run(command) => self.run_command(command).await,
+            Step::Ignore => Ok(()),
         }
     }
 

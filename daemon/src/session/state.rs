@@ -44,6 +44,7 @@ impl SessionLimits {
             max_rooms_per_session: u32::try_from(self.max_rooms).unwrap_or(u32::MAX),
             max_history_page: self.max_history_page,
             sends_per_sec: self.sends_per_sec,
+            send_burst: self.send_burst,
         }
     }
 }
@@ -112,6 +113,8 @@ pub enum Step {
     Close(ServerFrame, CloseCode),
     /// Carry out a command.
     Run(Command),
+    /// Nothing to do (a typing hint over the send rate).
+    Ignore,
 }
 
 /// What to do with an event from the outbox.
@@ -222,9 +225,16 @@ impl SessionState {
                     limits: self.limits.to_wire(),
                 })
             }
-            (Phase::AwaitHello, _) => Step::Reply(unexpected(
+            (
+                Phase::AwaitHello,
+                ClientFrame::LoginStart { .. }
+                | ClientFrame::LoginFinish { .. }
+                | ClientFrame::Resume { .. },
+            ) => Step::Reply(unexpected(rid, "send `hello` with the protocol version first")),
+            (Phase::AwaitHello, _) => Step::Reply(ServerFrame::error(
                 rid,
-                "send `hello` with the protocol version first",
+                ErrorCode::NotLoggedIn,
+                "send `hello`, then log in",
             )),
             (_, ClientFrame::Hello { .. }) => {
                 Step::Reply(unexpected(rid, "`hello` was already sent"))
@@ -303,7 +313,7 @@ impl SessionState {
                 if !self.cursors.contains_key(&room) {
                     return Step::Reply(not_joined(rid, &room));
                 }
-                if let Some(reply) = self.check_send(rid.as_ref(), Some(&body), now) {
+                if let Some(reply) = self.check_send(rid.as_ref(), &body, now) {
                     return Step::Reply(reply);
                 }
                 Step::Run(Command::Send {
@@ -326,7 +336,7 @@ impl SessionState {
                         "a direct message needs another user",
                     ));
                 }
-                if let Some(reply) = self.check_send(rid.as_ref(), Some(&body), now) {
+                if let Some(reply) = self.check_send(rid.as_ref(), &body, now) {
                     return Step::Reply(reply);
                 }
                 Step::Run(Command::Direct {
@@ -343,9 +353,7 @@ impl SessionState {
                 after,
                 limit,
             } => {
-                if !self.cursors.contains_key(&room) {
-                    return Step::Reply(not_joined(rid, &room));
-                }
+                // History needs no join; the driver applies the join access rules.
                 let range = match (before, after) {
                     (None, None) => HistoryRange::Latest,
                     (Some(before), None) => HistoryRange::Before(before),
@@ -358,11 +366,18 @@ impl SessionState {
                         ));
                     }
                 };
+                if limit == Some(0) {
+                    return Step::Reply(ServerFrame::error(
+                        rid,
+                        ErrorCode::InvalidFrame,
+                        "`limit` must be at least 1",
+                    ));
+                }
                 // Larger pages are capped rather than refused: the reply's `has_more` tells
                 // the client to ask again.
                 let limit = limit
                     .unwrap_or(self.limits.join_history)
-                    .clamp(1, self.limits.max_history_page);
+                    .min(self.limits.max_history_page);
                 Step::Run(Command::History {
                     rid,
                     room,
@@ -374,8 +389,9 @@ impl SessionState {
                 if !self.cursors.contains_key(&room) {
                     return Step::Reply(not_joined(None, &room));
                 }
-                if let Some(reply) = self.check_send(None, None, now) {
-                    return Step::Reply(reply);
+                // Typing is a hint: over the send rate it is dropped without an error.
+                if self.sends.take(now).is_err() {
+                    return Step::Ignore;
                 }
                 Step::Run(Command::Typing { room })
             }
@@ -395,16 +411,14 @@ impl SessionState {
         }
     }
 
-    /// Body and rate checks shared by `send`, `direct` and `typing`.
+    /// Body and rate checks shared by `send` and `direct`.
     fn check_send(
         &mut self,
         rid: Option<&RequestId>,
-        body: Option<&str>,
+        body: &str,
         now: Instant,
     ) -> Option<ServerFrame> {
-        if let Some(body) = body
-            && (body.is_empty() || body.len() > self.limits.max_body_bytes)
-        {
+        if body.is_empty() || body.len() > self.limits.max_body_bytes {
             return Some(ServerFrame::error(
                 rid.cloned(),
                 ErrorCode::BodyTooLong,

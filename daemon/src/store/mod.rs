@@ -265,7 +265,8 @@ impl Store {
     /// members, if it does not exist yet.
     ///
     /// # Errors
-    /// When the store is unavailable or `room` is not a direct room.
+    /// `NotFound` when `room` is not a direct room or a participant does not exist (then
+    /// nothing is created); `Unavailable` when the store is.
     pub async fn ensure_direct_room(&self, room: &RoomId) -> Result<(), StoreError> {
         dispatch!(self.ensure_direct_room(room))
     }
@@ -276,7 +277,9 @@ impl Store {
     /// earlier in the same batch) return the stored message with `duplicate = true`.
     ///
     /// # Errors
-    /// When the transaction fails; then nothing of the batch is stored.
+    /// When the transaction fails; then nothing of the batch is stored. A room of the batch
+    /// that does not exist fails the whole batch with `NotFound` (the session checks rooms
+    /// before queuing, so that is a bug, not a condition to serve around).
     pub async fn append_batch(
         &self,
         batch: &[NewMessage],

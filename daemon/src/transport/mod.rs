@@ -32,6 +32,10 @@ pub enum TransportError {
     /// The peer sent a frame larger than the transport accepts.
     #[error("frame too large")]
     TooLarge,
+    /// The peer sent something that is never a frame on this transport (a binary WebSocket
+    /// message).
+    #[error("{0}")]
+    NotAFrame(&'static str),
     /// The connection broke.
     #[error("connection failed: {0}")]
     Io(String),

@@ -37,7 +37,11 @@ impl Transport for WebSocketTransport {
             };
             match message {
                 Message::Text(text) => return Some(Ok(Bytes::from(text))),
-                Message::Binary(bytes) => return Some(Ok(bytes)),
+                Message::Binary(_) => {
+                    return Some(Err(TransportError::NotAFrame(
+                        "binary messages are not frames; send JSON text",
+                    )));
+                }
                 Message::Close(_) => return None,
                 // tungstenite answers pings itself; pongs and raw frames carry nothing for us.
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}

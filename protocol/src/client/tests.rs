@@ -108,6 +108,7 @@ fn limits() -> Limits {
         max_rooms_per_session: 64,
         max_history_page: 200,
         sends_per_sec: 20,
+        send_burst: 40,
     }
 }
 

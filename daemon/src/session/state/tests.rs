@@ -45,6 +45,8 @@ fn hello_must_come_first_and_name_our_version() {
     let now = Instant::now();
     let mut state = SessionState::new(limits(), now);
     let step = state.handle_frame(br#"{"type":"join","room":"lobby"}"#, now);
+    assert_eq!(error_code(&step), Some(ErrorCode::NotLoggedIn));
+    let step = state.handle_frame(br#"{"type":"login_start","user":"a","ke1":"AAAA"}"#, now);
     assert_eq!(error_code(&step), Some(ErrorCode::UnexpectedFrame));
 
     let step = state.handle_frame(br#"{"type":"hello","version":99}"#, now);
@@ -144,6 +146,18 @@ fn sends_need_a_joined_room_a_valid_body_and_tokens() {
         state.handle_frame(send("hi").as_bytes(), later),
         Step::Run(Command::Send { .. })
     ));
+}
+
+#[test]
+fn typing_over_the_rate_is_dropped_silently() {
+    let now = Instant::now();
+    let mut state = ready(now);
+    state.handle_joined(room("lobby"), Seq(0));
+    let typing = br#"{"type":"typing","room":"lobby"}"#;
+    for _ in 0..3 {
+        assert!(matches!(state.handle_frame(typing, now), Step::Run(Command::Typing { .. })));
+    }
+    assert_eq!(state.handle_frame(typing, now), Step::Ignore);
 }
 
 #[test]
