@@ -18,7 +18,7 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// Login setup failed (the OPAQUE server keys could not be read).
-    #[error("auth setup failed: {0}")]
-    AuthSetup(String),
+    /// Login setup failed (the OPAQUE server keys could not be read or stored).
+    #[error("login setup failed: {0}")]
+    Auth(#[from] crate::auth::AuthError),
 }

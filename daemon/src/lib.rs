@@ -85,9 +85,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Daemo
         max_connections: config.store.max_connections,
     })
     .await?;
-    let auth = Auth::new(store.clone(), auth_settings(config))
-        .await
-        .map_err(|error| Error::AuthSetup(error.to_string()))?;
+    let auth = Auth::new(store.clone(), auth_settings(config)).await?;
 
     let hub = Arc::new(Hub::new());
     let broker = Broker::local(Arc::clone(&hub));
