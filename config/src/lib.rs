@@ -149,7 +149,8 @@ pub struct StoreConfig {
     pub queue_capacity: usize,
     /// Most messages committed in one transaction. Default 256. Not reloadable.
     pub max_batch: usize,
-    /// Longest the writer waits to fill a batch, in milliseconds. Default 2. Not reloadable.
+    /// Longest the writer waits to fill a batch, in milliseconds. Default 0 (batches still
+    /// grow while the previous commit runs). Not reloadable.
     pub max_batch_delay_ms: u64,
     /// Database connection pool size. Default 8. Not reloadable.
     pub max_connections: u32,
@@ -161,7 +162,7 @@ impl Default for StoreConfig {
             url: Secret::default(),
             queue_capacity: 4096,
             max_batch: 256,
-            max_batch_delay_ms: 2,
+            max_batch_delay_ms: 0,
             max_connections: 8,
         }
     }

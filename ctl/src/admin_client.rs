@@ -1,89 +1,88 @@
-//! The connection to the daemon's admin socket: newline-delimited JSON, one
-//! [`AdminRequest`] line out, one [`AdminReply`] line back, in order. Every failure becomes a
-//! [`Failure`] whose message names the socket and the next step.
+//! chatctl's view of the admin connection: the shared [`protocol::client::admin::AdminClient`]
+//! with every failure turned into a [`Failure`] whose message names the socket and the next
+//! step.
 
 use std::io;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use protocol::admin::{AdminReply, AdminRequest};
-use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
-use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
+use protocol::UserId;
+use protocol::admin::{AdminReply, AdminRequest, RegisterMode};
+use protocol::client::ClientError;
+use protocol::client::admin::{ADMIN_REPLY_TIMEOUT, AdminClient};
 
 use crate::failure::Failure;
 
-/// How long to wait for one reply. Every admin request is a few store operations on the
-/// daemon, so a reply this late means the daemon is stuck.
-const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// An open admin connection.
-pub(crate) struct AdminClient {
-    reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
-    path: PathBuf,
+pub(crate) struct Admin {
+    client: AdminClient,
 }
 
-impl AdminClient {
+impl Admin {
     /// Connects to the admin socket at `path`.
     pub(crate) async fn connect(path: &Path) -> Result<Self, Failure> {
-        let stream = UnixStream::connect(path)
+        let client = AdminClient::connect(path)
             .await
-            .map_err(|e| connect_failure(path, &e))?;
-        let (reader, writer) = stream.into_split();
-        Ok(Self {
-            reader: BufReader::new(reader),
-            writer,
-            path: path.to_owned(),
-        })
+            .map_err(|error| failure(path, error))?;
+        Ok(Self { client })
     }
 
     /// Sends one request and reads its reply. An `error` reply is returned as a reply, so
     /// the caller can add a hint that fits the command.
     pub(crate) async fn request(&mut self, request: &AdminRequest) -> Result<AdminReply, Failure> {
-        let mut line = serde_json::to_string(request)
-            .map_err(|e| Failure::Daemon(format!("cannot encode the request: {e}")))?;
-        line.push('\n');
-        self.writer
-            .write_all(line.as_bytes())
+        self.client
+            .request(request)
             .await
-            .map_err(|e| self.lost(&e))?;
-
-        let mut reply = String::new();
-        let read = tokio::time::timeout(REPLY_TIMEOUT, self.reader.read_line(&mut reply))
-            .await
-            .map_err(|_| {
-                Failure::Daemon(format!(
-                    "chatd did not answer within {} s on {}; see its log",
-                    REPLY_TIMEOUT.as_secs(),
-                    self.path.display()
-                ))
-            })?
-            .map_err(|e| self.lost(&e))?;
-        if read == 0 {
-            return Err(Failure::Daemon(format!(
-                "chatd closed the admin connection on {} without answering; see its log",
-                self.path.display()
-            )));
-        }
-        serde_json::from_str(reply.trim_end()).map_err(|e| {
-            Failure::Daemon(format!(
-                "chatd sent a reply chatctl does not understand ({e}); are chatctl and chatd \
-                 the same version?"
-            ))
-        })
+            .map_err(|error| failure(self.client.path(), error))
     }
 
-    fn lost(&self, error: &io::Error) -> Failure {
-        Failure::Daemon(format!(
-            "the admin connection on {} broke: {error}; see chatd's log",
-            self.path.display()
-        ))
+    /// Runs OPAQUE registration for `user`; the reply that ended it (`done` or an `error`
+    /// reply), as [`Admin::request`] returns it.
+    pub(crate) async fn register_user(
+        &mut self,
+        user: &UserId,
+        password: &str,
+        mode: RegisterMode,
+    ) -> Result<AdminReply, Failure> {
+        self.client
+            .register_user(user, password, mode)
+            .await
+            .map_err(|error| failure(self.client.path(), error))
+    }
+}
+
+/// The failure for a client error on the admin socket at `path`: what happened and what to
+/// do about it.
+fn failure(path: &Path, error: ClientError) -> Failure {
+    let path = path.display();
+    match error {
+        ClientError::AdminConnect { source, .. } => connect_failure(&path, &source),
+        ClientError::AdminBroken { source, .. } => Failure::Daemon(format!(
+            "the admin connection on {path} broke: {source}; see chatd's log"
+        )),
+        ClientError::AdminClosed { .. } => Failure::Daemon(format!(
+            "chatd closed the admin connection on {path} without answering; see its log"
+        )),
+        ClientError::Timeout => Failure::Daemon(format!(
+            "chatd did not answer within {} s on {path}; see its log",
+            ADMIN_REPLY_TIMEOUT.as_secs()
+        )),
+        ClientError::AdminDecode(source) => Failure::Daemon(format!(
+            "chatd sent a reply chatctl does not understand ({source}); are chatctl and chatd \
+             the same version?"
+        )),
+        ClientError::Password(reason) => {
+            Failure::Usage(format!("cannot use this password: {reason}"))
+        }
+        ClientError::Registration(message) => Failure::Daemon(message),
+        ClientError::Protocol(message) => Failure::Daemon(format!(
+            "{message} — are chatctl and chatd the same version?"
+        )),
+        other => Failure::Daemon(other.to_string()),
     }
 }
 
 /// The message for a failed connect: what happened and what to do about it.
-fn connect_failure(path: &Path, error: &io::Error) -> Failure {
+fn connect_failure(path: &impl std::fmt::Display, error: &io::Error) -> Failure {
     let hint = match error.kind() {
         io::ErrorKind::NotFound => {
             "is chatd running? Use --socket or --config to point at its admin socket"
@@ -99,8 +98,7 @@ fn connect_failure(path: &Path, error: &io::Error) -> Failure {
         _ => "is chatd running? Use --socket or --config to point at its admin socket",
     };
     Failure::Unreachable(format!(
-        "cannot connect to the admin socket {}: {error} — {hint}",
-        path.display()
+        "cannot connect to the admin socket {path}: {error} — {hint}"
     ))
 }
 
@@ -112,7 +110,7 @@ mod tests {
     async fn a_missing_socket_names_the_path_and_the_next_step() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("chatd.sock");
-        let Err(failure) = AdminClient::connect(&path).await else {
+        let Err(failure) = Admin::connect(&path).await else {
             panic!("connected")
         };
         let message = failure.to_string();
@@ -126,9 +124,43 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("chatd.sock");
         drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
-        let Err(failure) = AdminClient::connect(&path).await else {
+        let Err(failure) = Admin::connect(&path).await else {
             panic!("connected")
         };
         assert!(failure.to_string().contains("stale socket"), "{failure}");
+    }
+
+    #[test]
+    fn daemon_side_failures_name_the_socket_and_exit_4() {
+        let path = Path::new("/run/chatd/chatd.sock");
+        let closed = failure(
+            path,
+            ClientError::AdminClosed {
+                path: path.to_owned(),
+            },
+        );
+        assert_eq!(
+            closed.to_string(),
+            "chatd closed the admin connection on /run/chatd/chatd.sock without answering; \
+             see its log"
+        );
+        let timeout = failure(path, ClientError::Timeout);
+        assert_eq!(
+            timeout.to_string(),
+            "chatd did not answer within 30 s on /run/chatd/chatd.sock; see its log"
+        );
+        for failure in [closed, timeout] {
+            assert!(matches!(failure, Failure::Daemon(_)));
+        }
+    }
+
+    #[test]
+    fn an_unusable_password_is_a_usage_error() {
+        let failure = failure(
+            Path::new("chatd.sock"),
+            ClientError::Password("too long".to_owned()),
+        );
+        assert!(matches!(failure, Failure::Usage(_)), "{failure:?}");
+        assert_eq!(failure.to_string(), "cannot use this password: too long");
     }
 }

@@ -15,7 +15,7 @@
 //! # Layout
 //! - `cli`: the clap command line; its doc comments are `--help`.
 //! - `commands`: one file per command group (`user`, `room`, `status`), and the socket lookup.
-//! - `admin_client`: the admin socket connection.
+//! - `admin_client`: the shared admin socket client, its failures turned into messages.
 //! - `output`: tables or `--json`.
 //! - `failure`: errors with their exit codes.
 

@@ -13,8 +13,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use tokio_util::sync::CancellationToken;
 use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -154,7 +154,9 @@ fn reload<S>(
         running.log_level.clone_from(&fresh.log_level);
     }
     if fresh != *running {
-        tracing::warn!("configuration changed in keys that are not reloadable; restart chatd to apply them");
+        tracing::warn!(
+            "configuration changed in keys that are not reloadable; restart chatd to apply them"
+        );
     } else {
         tracing::info!("configuration reloaded");
     }

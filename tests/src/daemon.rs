@@ -27,7 +27,10 @@ impl TestDaemon {
     /// Starts a daemon after `adjust` has changed the test configuration.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
+        let mut config = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
         config.listen.websocket = "127.0.0.1:0".parse().expect("address");
         adjust(&mut config);
         let mut daemon = Self {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use protocol::admin::{AdminErrorKind, AdminReply};
 
-use crate::admin_client::AdminClient;
+use crate::admin_client::Admin;
 use crate::cli::{Cli, Command};
 use crate::failure::Failure;
 use crate::output::Output;
@@ -18,7 +18,7 @@ mod user;
 /// Runs the command `cli` names.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     let socket = socket_path(&cli)?;
-    let mut admin = AdminClient::connect(&socket).await?;
+    let mut admin = Admin::connect(&socket).await?;
     let output = Output::new(cli.json);
     match cli.command {
         Command::User(command) => user::run(&mut admin, output, command).await?,

@@ -3,13 +3,13 @@
 use protocol::admin::{AdminReply, AdminRequest};
 
 use super::{Hints, check, expect_done, unexpected};
-use crate::admin_client::AdminClient;
+use crate::admin_client::Admin;
 use crate::cli::RoomCommand;
 use crate::failure::Failure;
 use crate::output::{Output, table};
 
 pub(super) async fn run(
-    admin: &mut AdminClient,
+    admin: &mut Admin,
     output: Output,
     command: RoomCommand,
 ) -> Result<(), Failure> {

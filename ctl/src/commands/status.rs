@@ -3,11 +3,11 @@
 use protocol::admin::{AdminReply, AdminRequest};
 
 use super::{Hints, check, unexpected};
-use crate::admin_client::AdminClient;
+use crate::admin_client::Admin;
 use crate::failure::Failure;
 use crate::output::{Output, duration};
 
-pub(super) async fn run(admin: &mut AdminClient, output: Output) -> Result<(), Failure> {
+pub(super) async fn run(admin: &mut Admin, output: Output) -> Result<(), Failure> {
     let hints = Hints {
         not_found: "",
         already_exists: "",

@@ -1,19 +1,16 @@
 //! `chatctl user ...`. `add` and `passwd` run the client half of the OPAQUE registration
-//! here, so the password never leaves chatctl: `register_start` sends the blinded
-//! `RegistrationRequest`, the daemon answers with its `RegistrationResponse`, and
-//! `register_finish` uploads the sealed password file. Both requests use one connection.
+//! in chatctl (through the shared `AdminClient::register_user`), so the password never
+//! leaves it: `register_start` sends the blinded `RegistrationRequest`, the daemon answers
+//! with its `RegistrationResponse`, and `register_finish` uploads the sealed password file.
+//! Both requests use one connection.
 
 use std::io::BufRead as _;
 
-use opaque_ke::{ClientRegistration, ClientRegistrationFinishParameters, RegistrationResponse};
-use protocol::Base64Bytes;
 use protocol::UserId;
 use protocol::admin::{AdminReply, AdminRequest, RegisterMode};
-use protocol::opaque_suite::Suite;
-use rand::rngs::OsRng;
 
 use super::{Hints, check, expect_done, unexpected};
-use crate::admin_client::AdminClient;
+use crate::admin_client::Admin;
 use crate::cli::UserCommand;
 use crate::failure::Failure;
 use crate::output::{Output, table, utc_time};
@@ -21,7 +18,7 @@ use crate::output::{Output, table, utc_time};
 const LIST_USERS: &str = "list users with `chatctl user list`";
 
 pub(super) async fn run(
-    admin: &mut AdminClient,
+    admin: &mut Admin,
     output: Output,
     command: UserCommand,
 ) -> Result<(), Failure> {
@@ -31,7 +28,7 @@ pub(super) async fn run(
             password_stdin,
         } => {
             let password = read_password(&name, password_stdin).await?;
-            let reply = register(admin, &name, password, RegisterMode::Create).await?;
+            let reply = register(admin, &name, &password, RegisterMode::Create).await?;
             output.print(&reply, || format!("created user {name}"));
         }
         UserCommand::Passwd {
@@ -39,7 +36,7 @@ pub(super) async fn run(
             password_stdin,
         } => {
             let password = read_password(&name, password_stdin).await?;
-            let reply = register(admin, &name, password, RegisterMode::Replace).await?;
+            let reply = register(admin, &name, &password, RegisterMode::Replace).await?;
             output.print(&reply, || format!("changed the password of {name}"));
         }
         UserCommand::List => {
@@ -96,51 +93,12 @@ fn hints() -> Hints {
 
 /// Runs OPAQUE registration against the daemon; the reply to `register_finish`.
 async fn register(
-    admin: &mut AdminClient,
+    admin: &mut Admin,
     user: &UserId,
-    password: String,
+    password: &str,
     mode: RegisterMode,
 ) -> Result<AdminReply, Failure> {
-    let start = ClientRegistration::<Suite>::start(&mut OsRng, password.as_bytes())
-        .map_err(|e| Failure::Usage(format!("cannot use this password: {e}")))?;
-    let request = Base64Bytes(start.message.serialize().to_vec());
-    let reply = admin
-        .request(&AdminRequest::RegisterStart {
-            user: user.clone(),
-            request,
-        })
-        .await?;
-    let AdminReply::RegisterChallenge { response } = check(reply, hints())? else {
-        return Err(Failure::Daemon(
-            "chatd answered `register_start` with something other than a challenge — are \
-             chatctl and chatd the same version?"
-                .to_owned(),
-        ));
-    };
-    let response =
-        RegistrationResponse::<Suite>::deserialize(response.as_bytes()).map_err(|e| {
-            Failure::Daemon(format!("chatd sent an invalid registration response: {e}"))
-        })?;
-    // The key stretching (Argon2id, 64 MiB) takes a noticeable moment of CPU.
-    let finished = tokio::task::spawn_blocking(move || {
-        start.state.finish(
-            &mut OsRng,
-            password.as_bytes(),
-            response,
-            ClientRegistrationFinishParameters::default(),
-        )
-    })
-    .await
-    .map_err(|e| Failure::Daemon(format!("the key stretching task failed: {e}")))?
-    .map_err(|e| Failure::Daemon(format!("cannot finish the registration: {e}")))?;
-    let upload = Base64Bytes(finished.message.serialize().to_vec());
-    let reply = admin
-        .request(&AdminRequest::RegisterFinish {
-            user: user.clone(),
-            upload,
-            mode,
-        })
-        .await?;
+    let reply = admin.register_user(user, password, mode).await?;
     expect_done("register_finish", check(reply, hints())?)
 }
 

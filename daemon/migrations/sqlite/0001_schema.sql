@@ -31,8 +31,8 @@ CREATE TABLE room_members (
 CREATE INDEX room_members_by_user ON room_members (user_name);
 
 -- The primary key (room, seq) is the index history pages walk in both directions. The
--- sender has no foreign key: messages outlive any change to accounts, and the session has
--- authenticated the sender before it queues a send.
+-- sender has no foreign key: the session has authenticated the sender before it queues a
+-- send, and a second check would cost a lookup per message inside the commit.
 CREATE TABLE messages (
     room   TEXT    NOT NULL REFERENCES rooms (name),
     seq    INTEGER NOT NULL CHECK (seq > 0),

@@ -157,10 +157,7 @@ impl From<AuthError> for AdminFailure {
     fn from(error: AuthError) -> Self {
         match error {
             AuthError::Store(store) => store.into(),
-            AuthError::NotFound => Self(
-                AdminErrorKind::NotFound,
-                "no such user".to_owned(),
-            ),
+            AuthError::NotFound => Self(AdminErrorKind::NotFound, "no such user".to_owned()),
             AuthError::AlreadyExists => Self(
                 AdminErrorKind::AlreadyExists,
                 "that user already exists".to_owned(),

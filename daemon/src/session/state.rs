@@ -230,7 +230,10 @@ impl SessionState {
                 ClientFrame::LoginStart { .. }
                 | ClientFrame::LoginFinish { .. }
                 | ClientFrame::Resume { .. },
-            ) => Step::Reply(unexpected(rid, "send `hello` with the protocol version first")),
+            ) => Step::Reply(unexpected(
+                rid,
+                "send `hello` with the protocol version first",
+            )),
             (Phase::AwaitHello, _) => Step::Reply(ServerFrame::error(
                 rid,
                 ErrorCode::NotLoggedIn,
@@ -352,39 +355,7 @@ impl SessionState {
                 before,
                 after,
                 limit,
-            } => {
-                // History needs no join; the driver applies the join access rules.
-                let range = match (before, after) {
-                    (None, None) => HistoryRange::Latest,
-                    (Some(before), None) => HistoryRange::Before(before),
-                    (None, Some(after)) => HistoryRange::After(after),
-                    (Some(_), Some(_)) => {
-                        return Step::Reply(ServerFrame::error(
-                            rid,
-                            ErrorCode::InvalidFrame,
-                            "give `before` or `after`, not both",
-                        ));
-                    }
-                };
-                if limit == Some(0) {
-                    return Step::Reply(ServerFrame::error(
-                        rid,
-                        ErrorCode::InvalidFrame,
-                        "`limit` must be at least 1",
-                    ));
-                }
-                // Larger pages are capped rather than refused: the reply's `has_more` tells
-                // the client to ask again.
-                let limit = limit
-                    .unwrap_or(self.limits.join_history)
-                    .min(self.limits.max_history_page);
-                Step::Run(Command::History {
-                    rid,
-                    room,
-                    range,
-                    limit,
-                })
-            }
+            } => self.handle_history(rid, room, before, after, limit),
             ClientFrame::Typing { room } => {
                 if !self.cursors.contains_key(&room) {
                     return Step::Reply(not_joined(None, &room));
@@ -409,6 +380,47 @@ impl SessionState {
                 "unknown frame",
             )),
         }
+    }
+
+    /// `history`: needs no join (the driver applies the join access rules).
+    fn handle_history(
+        &self,
+        rid: Option<RequestId>,
+        room: RoomId,
+        before: Option<Seq>,
+        after: Option<Seq>,
+        limit: Option<u32>,
+    ) -> Step {
+        let range = match (before, after) {
+            (None, None) => HistoryRange::Latest,
+            (Some(before), None) => HistoryRange::Before(before),
+            (None, Some(after)) => HistoryRange::After(after),
+            (Some(_), Some(_)) => {
+                return Step::Reply(ServerFrame::error(
+                    rid,
+                    ErrorCode::InvalidFrame,
+                    "give `before` or `after`, not both",
+                ));
+            }
+        };
+        if limit == Some(0) {
+            return Step::Reply(ServerFrame::error(
+                rid,
+                ErrorCode::InvalidFrame,
+                "`limit` must be at least 1",
+            ));
+        }
+        // Larger pages are capped rather than refused: the reply's `has_more` tells the client
+        // to ask again.
+        let limit = limit
+            .unwrap_or(self.limits.join_history)
+            .min(self.limits.max_history_page);
+        Step::Run(Command::History {
+            rid,
+            room,
+            range,
+            limit,
+        })
     }
 
     /// Body and rate checks shared by `send` and `direct`.

@@ -1,6 +1,7 @@
 //! [`ClientError`]: every way a client call can fail, sorted by what the caller does next
 //! (reconnect, retry later, log in again, or give up).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error_code::{CloseCode, ErrorCode};
@@ -32,7 +33,8 @@ pub enum ClientError {
         /// For retryable codes: how long to wait before sending the same request again.
         retry_after: Option<Duration>,
     },
-    /// No reply arrived within [`ClientOptions::request_timeout`](super::ClientOptions).
+    /// No reply arrived within [`ClientOptions::request_timeout`](super::ClientOptions), or
+    /// on the admin socket within [`ADMIN_REPLY_TIMEOUT`](super::admin::ADMIN_REPLY_TIMEOUT).
     #[error("no reply within the request timeout")]
     Timeout,
     /// The login failed on the client side: wrong user name or password (OPAQUE lets the
@@ -46,6 +48,41 @@ pub enum ClientError {
     /// Writing to the socket failed; the connection is unusable.
     #[error("cannot send on the connection")]
     Send(#[source] Box<tokio_tungstenite::tungstenite::Error>),
+    /// The admin socket could not be opened. The source's `kind()` says why: `NotFound` (no
+    /// daemon there), `ConnectionRefused` (a stale socket file), `PermissionDenied` (not in
+    /// the socket's group).
+    #[error("cannot connect to the admin socket {}", path.display())]
+    AdminConnect {
+        /// The socket path.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading or writing the admin connection failed; it is unusable.
+    #[error("the admin connection on {} broke", path.display())]
+    AdminBroken {
+        /// The socket path.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The daemon closed the admin connection without answering the request.
+    #[error("the admin connection on {} was closed without a reply", path.display())]
+    AdminClosed {
+        /// The socket path.
+        path: PathBuf,
+    },
+    /// The admin reply is not one this build knows: the daemon runs another version.
+    #[error("undecodable reply on the admin socket")]
+    AdminDecode(#[source] serde_json::Error),
+    /// OPAQUE cannot use the password (empty, or longer than 65 535 bytes).
+    #[error("unusable password: {0}")]
+    Password(String),
+    /// The client half of an OPAQUE registration failed.
+    #[error("registration failed: {0}")]
+    Registration(String),
 }
 
 impl ClientError {
@@ -59,7 +96,13 @@ impl ClientError {
             | Self::Closed(_)
             | Self::Login(_)
             | Self::Protocol(_)
-            | Self::Send(_) => false,
+            | Self::Send(_)
+            | Self::AdminConnect { .. }
+            | Self::AdminBroken { .. }
+            | Self::AdminClosed { .. }
+            | Self::AdminDecode(_)
+            | Self::Password(_)
+            | Self::Registration(_) => false,
         }
     }
 
@@ -72,7 +115,13 @@ impl ClientError {
             | Self::Timeout
             | Self::Login(_)
             | Self::Protocol(_)
-            | Self::Send(_) => None,
+            | Self::Send(_)
+            | Self::AdminConnect { .. }
+            | Self::AdminBroken { .. }
+            | Self::AdminClosed { .. }
+            | Self::AdminDecode(_)
+            | Self::Password(_)
+            | Self::Registration(_) => None,
         }
     }
 }

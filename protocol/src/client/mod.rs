@@ -28,11 +28,14 @@
 //! - `last_seen`: per-room last seen sequence numbers and joined rooms (dedupe, resume).
 //! - `login`: the client half of the OPAQUE login.
 //! - [`event`], [`reply`], [`options`], [`error`]: the public types.
+//! - [`admin`]: [`AdminClient`](admin::AdminClient), the admin-socket connection with the
+//!   client half of OPAQUE registration (used by chatctl, the tests and the benchmarks).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+pub mod admin;
 mod connection;
 pub mod error;
 pub mod event;

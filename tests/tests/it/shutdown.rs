@@ -30,7 +30,14 @@ async fn a_drain_acks_what_it_committed_and_loses_nothing_acknowledged() {
         senders.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             for i in 0.. {
-                match client.send(&room("lobby"), &cmid(&format!("{name}-{i}")), "during drain").await {
+                match client
+                    .send(
+                        &room("lobby"),
+                        &cmid(&format!("{name}-{i}")),
+                        "during drain",
+                    )
+                    .await
+                {
                     Ok(ack) => acked.push(ack.seq.0),
                     Err(ClientError::Closed(_) | ClientError::Send(_)) => break,
                     Err(ClientError::Server { code, .. }) if code.is_retryable() => break,
@@ -44,7 +51,9 @@ async fn a_drain_acks_what_it_committed_and_loses_nothing_acknowledged() {
     crate::support::messages(&watcher, &room("lobby"), 50).await;
     let stopping = daemon.stop();
     let reconnect_after = event(&watcher, "going_away", |e| match e {
-        Event::GoingAway { reconnect_after, .. } => Some(*reconnect_after),
+        Event::GoingAway {
+            reconnect_after, ..
+        } => Some(*reconnect_after),
         _ => None,
     });
     let ((), reconnect_after) = tokio::join!(stopping, reconnect_after);
@@ -64,7 +73,10 @@ async fn a_drain_acks_what_it_committed_and_loses_nothing_acknowledged() {
     let mut stored = BTreeSet::new();
     let mut after = protocol::Seq(0);
     loop {
-        let page = reader.history(&room("lobby"), None, Some(after), Some(500)).await.unwrap();
+        let page = reader
+            .history(&room("lobby"), None, Some(after), Some(500))
+            .await
+            .unwrap();
         for message in &page.messages {
             assert!(stored.insert(message.seq.0), "stored twice");
             after = message.seq;
@@ -74,7 +86,10 @@ async fn a_drain_acks_what_it_committed_and_loses_nothing_acknowledged() {
         }
     }
     let missing: Vec<_> = acked.difference(&stored).collect();
-    assert!(missing.is_empty(), "acknowledged but not stored: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not stored: {missing:?}"
+    );
     let expected: BTreeSet<u64> = (1..=stored.len() as u64).collect();
     assert_eq!(stored, expected, "gap-free");
 }

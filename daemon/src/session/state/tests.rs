@@ -155,7 +155,10 @@ fn typing_over_the_rate_is_dropped_silently() {
     state.handle_joined(room("lobby"), Seq(0));
     let typing = br#"{"type":"typing","room":"lobby"}"#;
     for _ in 0..3 {
-        assert!(matches!(state.handle_frame(typing, now), Step::Run(Command::Typing { .. })));
+        assert!(matches!(
+            state.handle_frame(typing, now),
+            Step::Run(Command::Typing { .. })
+        ));
     }
     assert_eq!(state.handle_frame(typing, now), Step::Ignore);
 }
