@@ -45,9 +45,8 @@ impl DeliveryCheck {
         if seq != self.next_seq {
             let client = self.client;
             let expected = self.next_seq;
-            self.problems.push(|| {
-                format!("client {client}: seq {seq} arrived where {expected} was next")
-            });
+            self.problems
+                .push(|| format!("client {client}: seq {seq} arrived where {expected} was next"));
         }
         self.next_seq = seq.saturating_add(1);
         let slot = origin.and_then(|(sender, index)| {
@@ -100,7 +99,10 @@ impl AckLog {
 
     /// Records that message `index` of `sender` was acknowledged with `seq`.
     pub fn handle_ack(&mut self, sender: usize, index: usize, seq: u64) {
-        if let Some(slot) = self.seq_of.get_mut(sender * self.messages_per_sender + index) {
+        if let Some(slot) = self
+            .seq_of
+            .get_mut(sender * self.messages_per_sender + index)
+        {
             *slot = Some(seq);
         }
     }
@@ -313,7 +315,10 @@ mod tests {
         check.handle_message(2, Some((7, 0)));
         let verdict = judge(&acks, &[check], 1);
         let text = verdict.problems.join("\n");
-        assert!(text.contains("3 of 4 sends were not acknowledged"), "{text}");
+        assert!(
+            text.contains("3 of 4 sends were not acknowledged"),
+            "{text}"
+        );
         assert!(text.contains("client 3: seq 1 has a body"), "{text}");
         assert!(text.contains("client 3: seq 2 has a body"), "{text}");
     }

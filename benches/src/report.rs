@@ -122,7 +122,12 @@ impl Report {
             latencies(&self.delivery_latency),
             cpu,
             rss,
-            if self.correctness.correct { "yes" } else { "NO" }.to_owned(),
+            if self.correctness.correct {
+                "yes"
+            } else {
+                "NO"
+            }
+            .to_owned(),
         ];
         format!("| {} |", cells.join(" | "))
     }

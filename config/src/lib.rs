@@ -55,6 +55,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Graceful shutdown.
     pub shutdown: ShutdownConfig,
+    /// How long history is kept.
+    pub retention: RetentionConfig,
 }
 
 impl Config {
@@ -112,6 +114,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             auth: AuthConfig::default(),
             shutdown: ShutdownConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -254,6 +257,32 @@ impl Default for ShutdownConfig {
         Self {
             drain_timeout_secs: 10,
             reconnect_window_ms: 5000,
+        }
+    }
+}
+
+/// How long history is kept. A room's own retention (`chatctl room set-retention`) overrides
+/// `days`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days of history kept in rooms without their own retention; 0 keeps history forever.
+    /// Default 0. Not reloadable.
+    pub days: u32,
+    /// Seconds between two sweeps that delete expired messages. Default 3600. Not reloadable.
+    pub sweep_interval_secs: u64,
+    /// Most messages one delete statement removes; a sweep repeats it until a room has no
+    /// expired messages left, so the database is never locked for long. Default 1000. Not
+    /// reloadable.
+    pub batch: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            days: 0,
+            sweep_interval_secs: 3600,
+            batch: 1000,
         }
     }
 }

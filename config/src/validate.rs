@@ -56,6 +56,23 @@ pub(crate) fn check(config: &Config) -> Result<(), Violation> {
     check_store(config)?;
     check_limits(config)?;
     check_auth(config)?;
+    check_retention(config)?;
+    Ok(())
+}
+
+fn check_retention(config: &Config) -> Result<(), Violation> {
+    if config.retention.sweep_interval_secs == 0 {
+        return Err(Violation::new(
+            "retention.sweep_interval_secs",
+            "must be at least 1".to_owned(),
+        ));
+    }
+    if config.retention.batch == 0 {
+        return Err(Violation::new(
+            "retention.batch",
+            "must be at least 1".to_owned(),
+        ));
+    }
     Ok(())
 }
 

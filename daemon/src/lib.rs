@@ -11,6 +11,7 @@
 //! - `store`: users, rooms, messages (SQLite) and the group-commit writer.
 //! - `auth`: OPAQUE login and registration, login rate limits, resume tokens.
 //! - `admin`: the Unix admin socket chatctl talks to.
+//! - `retention`: the background task that deletes expired history.
 //! - `error`: [`Error`].
 //!
 //! Start-up order: store (migrated) → auth keys → hub, broker, writer → listeners. Drain
@@ -25,6 +26,7 @@ mod error;
 pub mod hub;
 pub mod lifecycle;
 pub mod node;
+pub mod retention;
 pub mod session;
 pub mod store;
 pub mod transport;
@@ -80,10 +82,10 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Daemo
         what: format!("data directory {}", config.data_dir.display()),
         source,
     })?;
-    let store = Store::open(&StoreSettings {
-        url: config.store_url(),
-        max_connections: config.store.max_connections,
-    })
+    let store = Store::open(&StoreSettings::new(
+        config.store_url(),
+        config.store.max_connections,
+    ))
     .await?;
     let auth = Auth::new(store.clone(), auth_settings(config)).await?;
 
@@ -155,6 +157,18 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Daemo
             admin_socket.clone(),
             Arc::clone(&node),
             front.clone(),
+        ),
+    );
+    front.spawn(
+        "retention",
+        retention::run(
+            store.clone(),
+            retention::RetentionSettings {
+                default_days: config.retention.days,
+                sweep_interval: Duration::from_secs(config.retention.sweep_interval_secs),
+                batch: config.retention.batch,
+            },
+            front.token().clone(),
         ),
     );
     let drain_timeout = Duration::from_secs(config.shutdown.drain_timeout_secs);

@@ -14,11 +14,14 @@ CREATE TABLE users (
 
 -- last_seq is the sequence number of the room's newest message; a commit takes the next
 -- numbers with UPDATE ... RETURNING, which makes sequences gap-free per room.
+-- retention_days overrides the global retention for this room (NULL: use the global one;
+-- 0: keep forever).
 CREATE TABLE rooms (
-    name       TEXT    NOT NULL PRIMARY KEY,
-    private    INTEGER NOT NULL DEFAULT 0 CHECK (private IN (0, 1)),
-    last_seq   INTEGER NOT NULL DEFAULT 0 CHECK (last_seq >= 0),
-    created_ms INTEGER NOT NULL
+    name           TEXT    NOT NULL PRIMARY KEY,
+    private        INTEGER NOT NULL DEFAULT 0 CHECK (private IN (0, 1)),
+    last_seq       INTEGER NOT NULL DEFAULT 0 CHECK (last_seq >= 0),
+    created_ms     INTEGER NOT NULL,
+    retention_days INTEGER CHECK (retention_days >= 0)
 ) STRICT;
 
 CREATE TABLE room_members (

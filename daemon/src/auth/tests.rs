@@ -39,12 +39,7 @@ fn settings(max_failures_per_user: u32, max_failures_per_address: u32) -> AuthSe
 
 async fn open_store(dir: &TempDir) -> Store {
     let url = format!("sqlite://{}/t.db?mode=rwc", dir.path().display());
-    Store::open(&StoreSettings {
-        url,
-        max_connections: 4,
-    })
-    .await
-    .unwrap()
+    Store::open(&StoreSettings::new(url, 4)).await.unwrap()
 }
 
 async fn fixture(settings: AuthSettings) -> Fixture {

@@ -178,7 +178,13 @@ impl<T: Transport> Driver<T> {
             Delivery::Deliver => self.send_event(&item).await,
             Delivery::Gap { after } => {
                 self.fill_gap(&item.room, after, item.seq).await?;
-                match self.state.handle_event(&item.room, item.seq) {
+                // Whatever the store did not have before this message was deleted by
+                // retention; the message itself is the next one to deliver.
+                let delivery = match item.seq {
+                    Some(seq) => self.state.handle_stored(&item.room, seq),
+                    None => Delivery::Deliver,
+                };
+                match delivery {
                     Delivery::Deliver => self.send_event(&item).await,
                     Delivery::Drop | Delivery::Gap { .. } => Ok(()),
                 }
@@ -229,7 +235,7 @@ impl<T: Transport> Driver<T> {
                     return Ok(());
                 }
                 cursor = message.seq;
-                if self.state.handle_event(room, Some(message.seq)) == Delivery::Deliver {
+                if self.state.handle_stored(room, message.seq) == Delivery::Deliver {
                     let frame = encode_server(&ServerFrame::Message(message));
                     self.transport.send(Lane::Room(room), frame).await?;
                 }

@@ -482,6 +482,19 @@ impl SessionState {
         self.cursors.keys()
     }
 
+    /// Decides whether a message read from the store (a replay or a gap fill) is delivered.
+    /// The store is authoritative: a jump past the cursor means retention deleted the
+    /// messages in between, so the message is delivered and the cursor moves to it.
+    pub fn handle_stored(&mut self, room: &RoomId, seq: Seq) -> Delivery {
+        match self.cursors.get_mut(room) {
+            Some(cursor) if seq > *cursor => {
+                *cursor = seq;
+                Delivery::Deliver
+            }
+            Some(_) | None => Delivery::Drop,
+        }
+    }
+
     /// Decides whether an event for `room` (with `seq` for messages) is delivered. A
     /// `Deliver` answer for a message advances the room's cursor to `seq`.
     pub fn handle_event(&mut self, room: &RoomId, seq: Option<Seq>) -> Delivery {

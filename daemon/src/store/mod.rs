@@ -67,6 +67,8 @@ pub struct RoomRecord {
     pub last_seq: Seq,
     /// Number of explicit members.
     pub members: u32,
+    /// Days of history kept for this room; `None` means the global `retention.days`.
+    pub retention_days: Option<u32>,
 }
 
 /// Which page of history.
@@ -122,6 +124,21 @@ pub enum StoreError {
     /// Migrations failed at start-up.
     #[error("store migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Automatic migration is off and the database lacks migrations this chatd needs.
+    #[error(
+        "the database schema is older than this chatd needs ({pending} migration(s) pending); \
+         run `chatctl db migrate`, or set store.run_migrations = true"
+    )]
+    SchemaOutdated {
+        /// How many migrations are pending.
+        pending: usize,
+    },
+    /// The URL names a database this chatd cannot use.
+    #[error("unsupported store URL scheme `{scheme}`: use sqlite://PATH or postgres://...")]
+    UnsupportedUrl {
+        /// The scheme given.
+        scheme: String,
+    },
 }
 
 /// The store, whichever backend.
@@ -326,15 +343,118 @@ impl Store {
     ) -> Result<Option<UserId>, StoreError> {
         dispatch!(self.take_resume_token(token_hash, now_ms))
     }
+
+    /// One page of an export: at most `limit` messages matching `filter`, in `(room, seq)`
+    /// order, strictly after the key `after` (keyset paging, so a caller holds one page at a
+    /// time however large the history is).
+    ///
+    /// # Errors
+    /// When the store is unavailable.
+    pub async fn export_page(
+        &self,
+        filter: &ExportFilter,
+        after: Option<(&RoomId, Seq)>,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        dispatch!(self.export_page(filter, after, limit))
+    }
+
+    /// Stores exported messages as they were (same room, seq, sender, body, time and
+    /// cmid) in one transaction. Missing rooms are created (public; direct rooms private
+    /// with their two members) and each room's `last_seq` is raised to its highest imported
+    /// seq. A message whose `(room, seq)` is already stored is skipped, so importing twice
+    /// adds nothing.
+    ///
+    /// # Errors
+    /// When the store is unavailable; then nothing of the batch is stored.
+    pub async fn import_batch(&self, messages: &[Message]) -> Result<ImportOutcome, StoreError> {
+        dispatch!(self.import_batch(messages))
+    }
+
+    /// Deletes at most `limit` of the oldest messages of `room` committed before
+    /// `older_than_ms`; returns how many were deleted (0 when none is left). Sequence
+    /// numbers are never reused: `last_seq` stays.
+    ///
+    /// # Errors
+    /// When the store is unavailable.
+    pub async fn delete_expired(
+        &self,
+        room: &RoomId,
+        older_than_ms: i64,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self.delete_expired(room, older_than_ms, limit))
+    }
+
+    /// Sets (or with `None` clears) the room's own retention in days, overriding the
+    /// global `retention.days`; `Some(0)` keeps the room's history forever.
+    ///
+    /// # Errors
+    /// `NotFound` when the room does not exist.
+    pub async fn set_room_retention(
+        &self,
+        room: &RoomId,
+        days: Option<u32>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self.set_room_retention(room, days))
+    }
+
+    /// The names of every room, direct rooms included (for retention).
+    ///
+    /// # Errors
+    /// When the store is unavailable.
+    pub async fn all_room_names(&self) -> Result<Vec<RoomId>, StoreError> {
+        dispatch!(self.all_room_names())
+    }
 }
 
 /// What the store needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct StoreSettings {
-    /// Database URL; `sqlite://PATH?mode=rwc` for SQLite.
+    /// Database URL: `sqlite://PATH?mode=rwc`, or `postgres://...` / `postgresql://...`.
     pub url: String,
     /// Pool size.
     pub max_connections: u32,
+    /// Run pending migrations at open. When false, opening fails with
+    /// [`StoreError::SchemaOutdated`] if migrations are pending (the operator runs
+    /// `chatctl db migrate`).
+    pub run_migrations: bool,
+    /// How long an operation waits for a database connection before failing with
+    /// `Unavailable`; short, so sends fail fast while the database is down.
+    pub acquire_timeout: std::time::Duration,
+}
+
+impl StoreSettings {
+    /// Settings for `url` with a pool of `max_connections`, migrating at open and waiting at
+    /// most two seconds for a connection.
+    pub fn new(url: impl Into<String>, max_connections: u32) -> Self {
+        Self {
+            url: url.into(),
+            max_connections,
+            run_migrations: true,
+            acquire_timeout: std::time::Duration::from_secs(2),
+        }
+    }
+}
+
+/// Which messages an export covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExportFilter {
+    /// Only these rooms; empty means every room (direct rooms included).
+    pub rooms: Vec<RoomId>,
+    /// Only messages committed at or after this time (milliseconds since the epoch).
+    pub since_ms: Option<i64>,
+    /// Only messages committed before this time (milliseconds since the epoch).
+    pub until_ms: Option<i64>,
+}
+
+/// What an import batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ImportOutcome {
+    /// Messages stored.
+    pub inserted: u64,
+    /// Messages skipped because a message with the same `(room, seq)` was already stored.
+    pub skipped: u64,
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -28,6 +28,7 @@ use sqlx::{Sqlite, Transaction};
 use super::{RoomRecord, StoreError, StoreSettings, UserRecord, now_ms};
 
 mod messages;
+mod transfer;
 
 /// The SQLite store: a pool of connections to one database file.
 #[derive(Debug, Clone)]
@@ -206,7 +207,7 @@ impl SqliteStore {
 
     pub(super) async fn room(&self, room: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
         let row: Option<RoomRow> = sqlx::query_as(
-            "SELECT r.name, r.private, r.last_seq, \
+            "SELECT r.name, r.private, r.last_seq, r.retention_days, \
                     (SELECT COUNT(*) FROM room_members m WHERE m.room = r.name) AS members \
              FROM rooms r WHERE r.name = $1",
         )
@@ -219,7 +220,7 @@ impl SqliteStore {
 
     pub(super) async fn rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
         let rows: Vec<RoomRow> = sqlx::query_as(
-            "SELECT r.name, r.private, r.last_seq, \
+            "SELECT r.name, r.private, r.last_seq, r.retention_days, \
                     (SELECT COUNT(*) FROM room_members m WHERE m.room = r.name) AS members \
              FROM rooms r WHERE r.name NOT LIKE $1 ORDER BY r.name",
         )
@@ -376,6 +377,36 @@ impl SqliteStore {
         Ok(user)
     }
 
+    pub(super) async fn set_room_retention(
+        &self,
+        room: &RoomId,
+        days: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query("UPDATE rooms SET retention_days = $2 WHERE name = $1")
+            .bind(room.as_str())
+            .bind(days.map(i64::from))
+            .execute(&self.pool)
+            .await
+            .map_err(failed("set room retention"))?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: format!("room {room}"),
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) async fn all_room_names(&self) -> Result<Vec<RoomId>, StoreError> {
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM rooms ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("list room names"))?;
+        names
+            .iter()
+            .map(|name| RoomId::parse(name).map_err(|error| corrupt("room name", name, error)))
+            .collect()
+    }
+
     async fn begin_write(
         &self,
         op: &'static str,
@@ -470,6 +501,7 @@ struct RoomRow {
     private: bool,
     last_seq: i64,
     members: i64,
+    retention_days: Option<i64>,
 }
 
 impl RoomRow {
@@ -480,6 +512,13 @@ impl RoomRow {
             private: self.private,
             last_seq: seq_value(self.last_seq)?,
             members: u32::try_from(self.members).unwrap_or(u32::MAX),
+            retention_days: self
+                .retention_days
+                .map(|days| {
+                    u32::try_from(days)
+                        .map_err(|error| corrupt("retention days", &days.to_string(), error))
+                })
+                .transpose()?,
         })
     }
 }

@@ -32,10 +32,7 @@ impl TempSqlite {
             "sqlite://{}?mode=rwc",
             dir.path().join("chatd.db").display()
         );
-        let settings = StoreSettings {
-            url: url.clone(),
-            max_connections: 4,
-        };
+        let settings = StoreSettings::new(url.clone(), 4);
         let store = SqliteStore::open_with_busy_timeout(&settings, busy_timeout)
             .await
             .unwrap();
@@ -97,16 +94,16 @@ sqlite_suite!(
     resume_tokens_work_once_and_only_while_valid,
     resume_tokens_die_with_disable_and_new_password,
     secret_is_inserted_once,
+    export_pages_in_room_seq_order_with_filters,
+    import_keeps_identities_and_is_idempotent,
+    retention_deletes_old_messages_in_bounded_batches,
 );
 
 #[tokio::test]
 async fn sqlite_reopen_keeps_data_and_skips_applied_migrations() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("nested.db").display());
-    let settings = StoreSettings {
-        url,
-        max_connections: 2,
-    };
+    let settings = StoreSettings::new(url, 2);
     let room = protocol::RoomId::parse("lobby").unwrap();
     {
         let store = Store::open(&settings).await.unwrap();
@@ -124,10 +121,7 @@ async fn sqlite_unreachable_file_is_unavailable() {
         "sqlite://{}",
         dir.path().join("missing-dir").join("chatd.db").display()
     );
-    let settings = StoreSettings {
-        url,
-        max_connections: 1,
-    };
+    let settings = StoreSettings::new(url, 1);
     let error = Store::open(&settings).await.unwrap_err();
     assert!(
         matches!(error, super::StoreError::Unavailable { op: "open", .. }),

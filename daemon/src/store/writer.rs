@@ -263,7 +263,9 @@ fn copy_of(error: &StoreError) -> StoreError {
         StoreError::Corrupt { detail } => StoreError::Corrupt {
             detail: detail.clone(),
         },
-        StoreError::Migrate(error) => StoreError::Corrupt {
+        StoreError::Migrate(_)
+        | StoreError::SchemaOutdated { .. }
+        | StoreError::UnsupportedUrl { .. } => StoreError::Corrupt {
             detail: error.to_string(),
         },
     }

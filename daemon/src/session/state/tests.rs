@@ -236,6 +236,25 @@ fn cursor_drops_duplicates_and_reports_gaps() {
     assert!(state.is_in(&dm));
 }
 
+#[test]
+fn stored_messages_may_skip_what_retention_deleted() {
+    let now = Instant::now();
+    let mut state = ready(now);
+    let lobby = room("lobby");
+    state.handle_joined(lobby.clone(), Seq(2));
+    assert_eq!(state.handle_stored(&lobby, Seq(2)), Delivery::Drop);
+    assert_eq!(
+        state.handle_stored(&lobby, Seq(40)),
+        Delivery::Deliver,
+        "3..39 were deleted"
+    );
+    assert_eq!(state.handle_event(&lobby, Some(Seq(41))), Delivery::Deliver);
+    assert_eq!(
+        state.handle_stored(&room("elsewhere"), Seq(1)),
+        Delivery::Drop
+    );
+}
+
 proptest::proptest! {
     /// Whatever order and repetition events arrive in, what is delivered (with gaps filled
     /// from a complete source) is exactly 1..=n once each, in order.

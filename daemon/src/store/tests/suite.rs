@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use protocol::{ClientMsgId, Message, RoomId, Seq, UserId};
 
 use crate::store::{
-    Committed, HistoryPage, HistoryRange, NewMessage, RoomRecord, Store, StoreError,
+    Committed, ExportFilter, HistoryPage, HistoryRange, ImportOutcome, NewMessage, RoomRecord,
+    Store, StoreError,
 };
 
 pub(crate) async fn users_are_created_once_and_updated(store: &Store) {
@@ -75,7 +76,8 @@ pub(crate) async fn rooms_and_members(store: &Store) {
             name: lobby.clone(),
             private: false,
             last_seq: Seq::ZERO,
-            members: 0
+            members: 0,
+            retention_days: None,
         })
     );
     assert!(store.room(&room("nowhere")).await.unwrap().is_none());
@@ -599,6 +601,236 @@ pub(crate) async fn secret_is_inserted_once(store: &Store) {
     assert_eq!(
         store.load_or_insert_secret("raced", b"late").await.unwrap(),
         seen[0]
+    );
+}
+
+/// Reads a whole export page by page.
+async fn export_all(store: &Store, filter: &ExportFilter, page: u32) -> Vec<Message> {
+    let mut all: Vec<Message> = Vec::new();
+    loop {
+        let after = all.last().map(|m| (&m.room, m.seq));
+        let next = store.export_page(filter, after, page).await.unwrap();
+        if next.is_empty() {
+            return all;
+        }
+        assert!(next.len() <= page as usize);
+        all.extend(next);
+    }
+}
+
+pub(crate) async fn export_pages_in_room_seq_order_with_filters(store: &Store) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let (lobby, annex) = (room("lobby"), room("annex"));
+    store.create_room(&lobby, false).await.unwrap();
+    store.create_room(&annex, false).await.unwrap();
+    for (i, ts) in [100, 200, 300].into_iter().enumerate() {
+        let batch = [
+            send(&lobby, &alice, &format!("l{i}"), &format!("lobby {i}")),
+            send(&annex, &bob, &format!("a{i}"), &format!("annex {i}")),
+        ];
+        store.append_batch(&batch, ts).await.unwrap();
+    }
+    let dm = RoomId::direct(&alice, &bob).unwrap();
+    store.create_user(&alice, b"a").await.unwrap();
+    store.create_user(&bob, b"b").await.unwrap();
+    store.ensure_direct_room(&dm).await.unwrap();
+    store
+        .append_batch(&[send(&dm, &alice, "d0", "psst")], 400)
+        .await
+        .unwrap();
+
+    let all = export_all(store, &ExportFilter::default(), 2).await;
+    let keys: Vec<(String, u64)> = all.iter().map(|m| (m.room.to_string(), m.seq.0)).collect();
+    assert_eq!(
+        keys,
+        [
+            ("annex", 1),
+            ("annex", 2),
+            ("annex", 3),
+            ("dm:alice:bob", 1),
+            ("lobby", 1),
+            ("lobby", 2),
+            ("lobby", 3)
+        ]
+        .map(|(r, s)| (r.to_owned(), s))
+    );
+    assert_eq!(all[0].body, "annex 0");
+    assert_eq!(all[0].from, bob);
+    assert_eq!(all[0].ts, 100);
+    assert_eq!(all[0].cmid, Some(cmid("a0")));
+
+    let only_lobby = ExportFilter {
+        rooms: vec![lobby.clone()],
+        ..ExportFilter::default()
+    };
+    let lobby_seqs: Vec<u64> = export_all(store, &only_lobby, 10)
+        .await
+        .iter()
+        .map(|m| m.seq.0)
+        .collect();
+    assert_eq!(lobby_seqs, [1, 2, 3]);
+
+    let window = ExportFilter {
+        since_ms: Some(200),
+        until_ms: Some(300),
+        ..ExportFilter::default()
+    };
+    let in_window: Vec<(String, u64)> = export_all(store, &window, 10)
+        .await
+        .iter()
+        .map(|m| (m.room.to_string(), m.seq.0))
+        .collect();
+    assert_eq!(
+        in_window,
+        [("annex".to_owned(), 2), ("lobby".to_owned(), 2)],
+        "since inclusive, until exclusive"
+    );
+}
+
+pub(crate) async fn import_keeps_identities_and_is_idempotent(store: &Store) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    store.create_user(&alice, b"a").await.unwrap();
+    let lobby = room("lobby");
+    let dm = RoomId::direct(&alice, &bob).unwrap();
+    let exported: Vec<Message> = (1..=5)
+        .map(|seq| Message {
+            room: lobby.clone(),
+            seq: Seq(seq),
+            from: if seq % 2 == 0 {
+                bob.clone()
+            } else {
+                alice.clone()
+            },
+            body: format!("old {seq}"),
+            ts: 1_000 + i64::try_from(seq).unwrap(),
+            cmid: Some(cmid(&format!("c{seq}"))),
+        })
+        .chain([Message {
+            room: dm.clone(),
+            seq: Seq(1),
+            from: alice.clone(),
+            body: "direct".to_owned(),
+            ts: 2_000,
+            cmid: None,
+        }])
+        .collect();
+
+    let first = store.import_batch(&exported).await.unwrap();
+    assert_eq!(
+        first,
+        ImportOutcome {
+            inserted: 6,
+            skipped: 0
+        }
+    );
+    let again = store.import_batch(&exported).await.unwrap();
+    assert_eq!(
+        again,
+        ImportOutcome {
+            inserted: 0,
+            skipped: 6
+        },
+        "importing twice adds nothing"
+    );
+
+    let record = store.room(&lobby).await.unwrap().unwrap();
+    assert_eq!(record.last_seq, Seq(5));
+    assert!(!record.private);
+    let direct = store.room(&dm).await.unwrap().unwrap();
+    assert!(direct.private);
+    assert!(
+        store.is_member(&dm, &alice).await.unwrap(),
+        "existing participant is a member"
+    );
+
+    let page = store
+        .history(&lobby, HistoryRange::Latest, 10)
+        .await
+        .unwrap();
+    let expected: Vec<Message> = exported[..5].to_vec();
+    assert_eq!(
+        page.messages, expected,
+        "same seq, sender, body, time and cmid"
+    );
+
+    // New sends continue after the imported history, and an imported cmid stays idempotent.
+    let next = store
+        .append_batch(
+            &[
+                send(&lobby, &alice, "c1", "resend of an imported message"),
+                send(&lobby, &alice, "new", "new"),
+            ],
+            5_000,
+        )
+        .await
+        .unwrap();
+    assert!(next[0].duplicate);
+    assert_eq!(next[0].message.seq, Seq(1));
+    assert_eq!(next[1].message.seq, Seq(6));
+    assert!(store.import_batch(&[]).await.unwrap() == ImportOutcome::default());
+}
+
+pub(crate) async fn retention_deletes_old_messages_in_bounded_batches(store: &Store) {
+    let (alice, lobby) = (user("alice"), room("lobby"));
+    store.create_room(&lobby, false).await.unwrap();
+    for seq in 1..=10 {
+        store
+            .append_batch(&[send(&lobby, &alice, &format!("m{seq}"), "x")], seq * 100)
+            .await
+            .unwrap();
+    }
+    // Messages at 100..=700 are older than 750: seven, deleted three at a time.
+    assert_eq!(store.delete_expired(&lobby, 750, 3).await.unwrap(), 3);
+    assert_eq!(store.delete_expired(&lobby, 750, 3).await.unwrap(), 3);
+    assert_eq!(store.delete_expired(&lobby, 750, 3).await.unwrap(), 1);
+    assert_eq!(store.delete_expired(&lobby, 750, 3).await.unwrap(), 0);
+    let page = store
+        .history(&lobby, HistoryRange::Latest, 50)
+        .await
+        .unwrap();
+    assert_eq!(
+        page.messages.iter().map(|m| m.seq.0).collect::<Vec<_>>(),
+        [8, 9, 10]
+    );
+    let record = store.room(&lobby).await.unwrap().unwrap();
+    assert_eq!(
+        record.last_seq,
+        Seq(10),
+        "sequence numbers are never reused"
+    );
+    let next = store
+        .append_batch(&[send(&lobby, &alice, "after", "x")], 2_000)
+        .await
+        .unwrap();
+    assert_eq!(next[0].message.seq, Seq(11));
+
+    store.set_room_retention(&lobby, Some(7)).await.unwrap();
+    assert_eq!(
+        store.room(&lobby).await.unwrap().unwrap().retention_days,
+        Some(7)
+    );
+    store.set_room_retention(&lobby, None).await.unwrap();
+    assert_eq!(
+        store.room(&lobby).await.unwrap().unwrap().retention_days,
+        None
+    );
+    let missing = store
+        .set_room_retention(&room("nowhere"), Some(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, StoreError::NotFound { .. }),
+        "{missing:?}"
+    );
+
+    let dm = RoomId::direct(&alice, &user("bob")).unwrap();
+    store.create_user(&alice, b"a").await.unwrap();
+    store.create_user(&user("bob"), b"b").await.unwrap();
+    store.ensure_direct_room(&dm).await.unwrap();
+    assert_eq!(
+        store.all_room_names().await.unwrap(),
+        [dm, lobby],
+        "direct rooms included"
     );
 }
 
