@@ -69,6 +69,15 @@ pub enum AdminRequest {
     },
     /// Daemon status.
     Status,
+    /// Set a room's own retention, overriding the daemon's `retention.days`.
+    RoomSetRetention {
+        /// The room.
+        room: RoomId,
+        /// Days of history kept; 0 keeps it forever; `null` (absent) returns the room to the
+        /// daemon's `retention.days`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        days: Option<u32>,
+    },
 }
 
 /// Whether a registration creates a user or replaces a password.
@@ -105,6 +114,9 @@ pub struct RoomInfo {
     pub members: u32,
     /// Latest sequence number.
     pub last_seq: Seq,
+    /// The room's own retention in days, when set (else the daemon's `retention.days`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
 }
 
 /// What a daemon reports about itself.

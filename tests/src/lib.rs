@@ -5,11 +5,14 @@
 //!
 //! # Layout
 //! - `daemon`: [`TestDaemon`].
+//! - `postgres`: [`TestPostgres`], a private PostgreSQL server with a fresh database per test.
 //! - `binaries`: locating the built `chatd` and `chatctl` binaries.
 //! - `wait`: polling with a deadline.
 
 pub mod binaries;
 pub mod daemon;
+pub mod postgres;
 pub mod wait;
 
 pub use daemon::TestDaemon;
+pub use postgres::TestPostgres;

@@ -168,13 +168,14 @@ pub(crate) async fn receive(
                 );
                 last_delivery = Some(now);
             }
-            Some(Event::Closed(code)) | None => {
+            Some(Event::Closed(code)) => {
+                let received = check.received();
                 incidents.push(format!(
-                    "client {receiver}: connection closed ({code:?}) after {} messages",
-                    check.received()
+                    "client {receiver}: connection closed ({code:?}) after {received} messages"
                 ));
                 break;
             }
+            None => break,
             Some(Event::Error { code, message }) => {
                 incidents.push(format!("client {receiver}: error event {code}: {message}"));
             }

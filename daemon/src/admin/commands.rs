@@ -43,6 +43,12 @@ pub(super) async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
             .await
             .map(|()| AdminReply::Done)
             .map_err(Into::into),
+        AdminRequest::RoomSetRetention { room, days } => node
+            .store
+            .set_room_retention(&room, days)
+            .await
+            .map(|()| AdminReply::Done)
+            .map_err(Into::into),
         AdminRequest::Status => Ok(AdminReply::Status(StatusInfo {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_secs: node.started.elapsed().as_secs(),
@@ -109,6 +115,7 @@ async fn room_list(node: &Node) -> Result<AdminReply, AdminFailure> {
                 private: record.private,
                 members: record.members,
                 last_seq: record.last_seq,
+                retention_days: record.retention_days,
             })
             .collect(),
     })
