@@ -72,3 +72,91 @@ pub async fn sweep(
     }
     Ok(deleted)
 }
+
+#[cfg(test)]
+mod tests {
+    use protocol::{ClientMsgId, RoomId, UserId};
+
+    use super::*;
+    use crate::store::tests::TempSqlite;
+    use crate::store::{HistoryRange, NewMessage};
+
+    async fn fill(store: &Store, room: &RoomId, ages_in_days: &[i64]) {
+        store.create_room(room, false).await.unwrap();
+        for (i, age) in ages_in_days.iter().enumerate() {
+            let message = NewMessage {
+                room: room.clone(),
+                from: UserId::parse("alice").unwrap(),
+                cmid: ClientMsgId::parse(&format!("m{i}")).unwrap(),
+                body: "x".to_owned(),
+            };
+            store
+                .append_batch(&[message], now_ms() - age * MS_PER_DAY)
+                .await
+                .unwrap();
+        }
+    }
+
+    async fn seqs(store: &Store, room: &RoomId) -> Vec<u64> {
+        let page = store
+            .history(room, HistoryRange::Latest, 100)
+            .await
+            .unwrap();
+        page.messages.iter().map(|m| m.seq.0).collect()
+    }
+
+    #[tokio::test]
+    async fn a_sweep_applies_room_retention_over_the_global_one() {
+        let db = TempSqlite::new().await;
+        let store = &db.store;
+        let (global, short, forever) = (
+            RoomId::parse("global").unwrap(),
+            RoomId::parse("short").unwrap(),
+            RoomId::parse("forever").unwrap(),
+        );
+        let ages = [40, 20, 8, 3, 0];
+        fill(store, &global, &ages).await;
+        fill(store, &short, &ages).await;
+        fill(store, &forever, &ages).await;
+        store.set_room_retention(&short, Some(5)).await.unwrap();
+        store.set_room_retention(&forever, Some(0)).await.unwrap();
+
+        let settings = RetentionSettings {
+            default_days: 10,
+            sweep_interval: Duration::from_secs(3600),
+            batch: 1,
+        };
+        let token = CancellationToken::new();
+        let deleted = sweep(store, settings, &token).await.unwrap();
+        assert_eq!(
+            deleted,
+            2 + 3,
+            "two in `global` (10 days), three in `short` (5 days)"
+        );
+        assert_eq!(seqs(store, &global).await, [3, 4, 5]);
+        assert_eq!(seqs(store, &short).await, [4, 5]);
+        assert_eq!(seqs(store, &forever).await, [1, 2, 3, 4, 5]);
+        assert_eq!(
+            sweep(store, settings, &token).await.unwrap(),
+            0,
+            "nothing left to delete"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_global_retention_keeps_everything() {
+        let db = TempSqlite::new().await;
+        let room = RoomId::parse("lobby").unwrap();
+        fill(&db.store, &room, &[4000, 1]).await;
+        let settings = RetentionSettings {
+            default_days: 0,
+            sweep_interval: Duration::from_secs(1),
+            batch: 100,
+        };
+        let deleted = sweep(&db.store, settings, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(deleted, 0);
+        assert_eq!(seqs(&db.store, &room).await, [1, 2]);
+    }
+}
