@@ -144,8 +144,8 @@ impl Default for ListenConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// Database URL. Empty (the default) means SQLite at `<data_dir>/chatd.db`. Accepts
-    /// `sqlite://PATH` and, later, `postgres://...`. Secret (may hold a password). Not
-    /// reloadable.
+    /// `sqlite://PATH` and `postgres://...` (or `postgresql://...`). Secret (may hold a
+    /// password). Not reloadable.
     pub url: Secret<String>,
     /// Most sends waiting for the writer; when full, sends get `busy`. Default 4096. Not
     /// reloadable.
@@ -157,6 +157,14 @@ pub struct StoreConfig {
     pub max_batch_delay_ms: u64,
     /// Database connection pool size. Default 8. Not reloadable.
     pub max_connections: u32,
+    /// Apply pending schema migrations at start-up. When false, chatd refuses to start if
+    /// the database lacks migrations it needs (the operator migrates first), so a database
+    /// user without the right to change the schema can run it. Default true. Not reloadable.
+    pub run_migrations: bool,
+    /// Longest an operation waits for a database connection before it fails with
+    /// `unavailable`, in milliseconds; while the database is down, sends fail this fast.
+    /// Default 2000. Not reloadable.
+    pub acquire_timeout_ms: u64,
 }
 
 impl Default for StoreConfig {
@@ -167,6 +175,8 @@ impl Default for StoreConfig {
             max_batch: 256,
             max_batch_delay_ms: 0,
             max_connections: 8,
+            run_migrations: true,
+            acquire_timeout_ms: 2000,
         }
     }
 }

@@ -159,6 +159,7 @@ fn check_store(config: &Config) -> Result<(), Violation> {
     positive("store.queue_capacity", store.queue_capacity as u64)?;
     positive("store.max_batch", store.max_batch as u64)?;
     positive("store.max_connections", u64::from(store.max_connections))?;
+    positive("store.acquire_timeout_ms", store.acquire_timeout_ms)?;
     Ok(())
 }
 
@@ -204,6 +205,18 @@ fn check_limits(config: &Config) -> Result<(), Violation> {
         .related(&["limits.max_history_page"]));
     }
     positive("limits.outbox_capacity", limits.outbox_capacity as u64)?;
+    if limits.outbox_capacity < config.store.max_batch {
+        return Err(Violation::new(
+            "limits.outbox_capacity",
+            format!(
+                "({}) must be at least store.max_batch ({}): one commit publishes up to a \
+                 whole batch to a room at once, and a session whose outbox cannot hold it is \
+                 cut off as a slow consumer even though it reads quickly",
+                limits.outbox_capacity, config.store.max_batch
+            ),
+        )
+        .related(&["store.max_batch"]));
+    }
     positive(
         "limits.handshake_timeout_secs",
         limits.handshake_timeout_secs,
@@ -286,10 +299,13 @@ mod tests {
     #[test]
     fn zero_capacities_and_rates_are_rejected() {
         type SetToZero = fn(&mut Config);
-        let cases: [(&str, SetToZero); 6] = [
+        let cases: [(&str, SetToZero); 7] = [
             ("store.queue_capacity", |c| c.store.queue_capacity = 0),
             ("store.max_batch", |c| c.store.max_batch = 0),
             ("store.max_connections", |c| c.store.max_connections = 0),
+            ("store.acquire_timeout_ms", |c| {
+                c.store.acquire_timeout_ms = 0
+            }),
             ("limits.outbox_capacity", |c| c.limits.outbox_capacity = 0),
             ("limits.sends_per_sec", |c| c.limits.sends_per_sec = 0),
             ("auth.failure_window_secs", |c| {
@@ -303,6 +319,19 @@ mod tests {
             assert_eq!(key, expected_key);
             assert_eq!(message, "must be at least 1, but is 0");
         }
+    }
+
+    #[test]
+    fn an_outbox_smaller_than_a_batch_is_rejected() {
+        let mut config = base();
+        config.limits.outbox_capacity = 100;
+        config.store.max_batch = 101;
+        let (key, message) = failure(&config);
+        assert_eq!(key, "limits.outbox_capacity");
+        assert!(
+            message.starts_with("(100) must be at least store.max_batch (101)"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! chatctl's view of the admin connection: the shared [`protocol::client::admin::AdminClient`]
 //! with every failure turned into a [`Failure`] whose message names the socket and the next
-//! step.
+//! step, and [`ReplyStream`] for the one request answered by several reply lines
+//! (`history_export`), which the shared client, one reply per request, does not read.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use protocol::UserId;
 use protocol::admin::{AdminReply, AdminRequest, RegisterMode};
 use protocol::client::ClientError;
 use protocol::client::admin::{ADMIN_REPLY_TIMEOUT, AdminClient};
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::UnixStream;
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::failure::Failure;
 
@@ -48,6 +52,76 @@ impl Admin {
             .await
             .map_err(|error| failure(self.client.path(), error))
     }
+}
+
+/// A connection that has sent one request and reads its answer line by line. Each line is
+/// read only when asked for, so a caller that is slow to consume them holds the daemon back
+/// through the socket instead of making either side buffer.
+pub(crate) struct ReplyStream {
+    reader: BufReader<OwnedReadHalf>,
+    /// Held so the connection stays open both ways until the answer is read; dropping it
+    /// would shut down our sending side.
+    _writer: OwnedWriteHalf,
+    path: PathBuf,
+    line: String,
+}
+
+impl ReplyStream {
+    /// Connects to the admin socket at `path` and sends `request`.
+    pub(crate) async fn open(path: &Path, request: &AdminRequest) -> Result<Self, Failure> {
+        let stream = UnixStream::connect(path).await.map_err(|source| {
+            failure(
+                path,
+                ClientError::AdminConnect {
+                    path: path.to_owned(),
+                    source,
+                },
+            )
+        })?;
+        let (reader, mut writer) = stream.into_split();
+        let mut line = serde_json::to_string(request)
+            .map_err(|e| Failure::Daemon(format!("cannot encode the request: {e}")))?;
+        line.push('\n');
+        writer
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|source| broken(path, source))?;
+        Ok(Self {
+            reader: BufReader::new(reader),
+            _writer: writer,
+            path: path.to_owned(),
+            line,
+        })
+    }
+
+    /// The next reply line of the answer.
+    pub(crate) async fn next(&mut self) -> Result<AdminReply, Failure> {
+        self.line.clear();
+        let read = tokio::time::timeout(ADMIN_REPLY_TIMEOUT, self.reader.read_line(&mut self.line))
+            .await
+            .map_err(|_| failure(&self.path, ClientError::Timeout))?
+            .map_err(|source| broken(&self.path, source))?;
+        if read == 0 {
+            return Err(failure(
+                &self.path,
+                ClientError::AdminClosed {
+                    path: self.path.clone(),
+                },
+            ));
+        }
+        serde_json::from_str(self.line.trim_end())
+            .map_err(|error| failure(&self.path, ClientError::AdminDecode(error)))
+    }
+}
+
+fn broken(path: &Path, source: io::Error) -> Failure {
+    failure(
+        path,
+        ClientError::AdminBroken {
+            path: path.to_owned(),
+            source,
+        },
+    )
 }
 
 /// The failure for a client error on the admin socket at `path`: what happened and what to

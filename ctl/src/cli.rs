@@ -2,8 +2,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use protocol::{RoomId, UserId};
+
+use crate::record::Format;
+use crate::timestamp;
 
 /// Shown at the end of `--help`: every command at a glance, and the exit codes (also
 /// documented in `main.rs`).
@@ -18,6 +21,11 @@ Commands at a glance:
   chatctl room list
   chatctl room add-member ROOM USER
   chatctl room remove-member ROOM USER
+  chatctl room set-retention ROOM DAYS|forever|default
+  chatctl history export [--room ROOM]... [--since TIME] [--until TIME] [--format jsonl|csv] [--output FILE]
+  chatctl history import FILE|-
+  chatctl db migrate
+  chatctl db status
   chatctl status
 
 Exit codes:
@@ -31,7 +39,8 @@ Exit codes:
 ///
 /// chatctl finds the admin socket through the same configuration as chatd (--config or
 /// CHATD_CONFIG, then CHATD_* variables), or takes it from --socket. Passwords are never sent
-/// to the daemon: chatctl runs the client half of the OPAQUE registration itself.
+/// to the daemon: chatctl runs the client half of the OPAQUE registration itself. `db`
+/// commands open the database named by that configuration directly, without the daemon.
 #[derive(Debug, Parser)]
 #[command(name = "chatctl", version, after_help = AFTER_HELP)]
 pub(crate) struct Cli {
@@ -62,6 +71,13 @@ pub(crate) enum Command {
     Room(RoomCommand),
     /// Show the daemon's version, uptime, sessions, listeners and store.
     Status,
+    /// Export and import message history.
+    #[command(subcommand)]
+    History(HistoryCommand),
+    /// Apply or list database schema migrations (opens the database itself; for
+    /// `store.run_migrations = false`).
+    #[command(subcommand)]
+    Db(DbCommand),
 }
 
 /// `chatctl user ...`
@@ -124,6 +140,104 @@ pub(crate) enum RoomCommand {
         /// The user name.
         user: UserId,
     },
+    /// Set how many days of a room's history are kept, overriding the daemon's
+    /// `retention.days`.
+    SetRetention {
+        /// The room name (direct rooms too: dm:USER:USER).
+        room: RoomId,
+        /// Days of history to keep; `forever` (or 0) keeps everything; `default` returns the
+        /// room to the daemon's `retention.days`.
+        #[arg(value_name = "DAYS|forever|default", value_parser = parse_retention)]
+        days: Retention,
+    },
+}
+
+/// A room's retention as given on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Retention {
+    /// Keep this many days; 0 keeps everything.
+    Days(u32),
+    /// Follow the daemon's `retention.days`.
+    Default,
+}
+
+impl Retention {
+    /// The `days` field of `room_set_retention`.
+    pub(crate) fn to_days(self) -> Option<u32> {
+        match self {
+            Self::Days(days) => Some(days),
+            Self::Default => None,
+        }
+    }
+}
+
+fn parse_retention(text: &str) -> Result<Retention, String> {
+    match text {
+        "default" => Ok(Retention::Default),
+        "forever" => Ok(Retention::Days(0)),
+        days => days.parse().map(Retention::Days).map_err(|_| {
+            format!(
+                "expected a number of days (0 to {}), `forever` or `default`",
+                u32::MAX
+            )
+        }),
+    }
+}
+
+/// `chatctl history ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum HistoryCommand {
+    /// Export messages in (room, seq) order as JSON lines (what `import` reads) or CSV.
+    ///
+    /// Each record holds room, seq, sender, body, ts (RFC 3339, UTC, milliseconds) and cmid.
+    /// The export streams: memory stays small however long the history. A progress line is
+    /// shown on stderr when it is a terminal.
+    Export(ExportArgs),
+    /// Import messages from a JSON-lines export (FILE, or - for standard input).
+    ///
+    /// Messages keep their room, seq, sender, body, time and cmid; missing rooms are created.
+    /// A message whose (room, seq) is already stored is skipped, so importing twice stores
+    /// nothing new. A bad line stops the import there: the lines before it are imported,
+    /// nothing from it on is.
+    Import {
+        /// The export to read; `-` reads standard input.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+/// `chatctl history export` arguments.
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// Only this room; repeat for several. Default: every room, direct rooms (dm:USER:USER)
+    /// included.
+    #[arg(long = "room", value_name = "ROOM")]
+    pub(crate) rooms: Vec<RoomId>,
+    /// Only messages committed at or after TIME: RFC 3339 (2026-11-25T12:00:00Z, offsets
+    /// allowed) or a date (2026-11-25, midnight UTC).
+    #[arg(long, value_name = "TIME", value_parser = timestamp::parse_argument_ms)]
+    pub(crate) since: Option<i64>,
+    /// Only messages committed before TIME (exclusive); same forms as --since.
+    #[arg(long, value_name = "TIME", value_parser = timestamp::parse_argument_ms)]
+    pub(crate) until: Option<i64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+    pub(crate) format: Format,
+    /// Write to FILE (created or replaced, flushed to disk at the end; removed if the export
+    /// fails) instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+}
+
+/// `chatctl db ...`: these read the configuration for `store.url` (or the SQLite file in
+/// `data_dir`) and connect to the database directly; the daemon need not run.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DbCommand {
+    /// Apply the pending schema migrations this chatctl carries (those of the chatd of the
+    /// same version) and list what was applied.
+    Migrate,
+    /// List the schema migrations: applied or pending.
+    Status,
 }
 
 #[cfg(test)]
@@ -135,6 +249,18 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn retention_takes_days_forever_or_default() {
+        assert_eq!(parse_retention("30"), Ok(Retention::Days(30)));
+        assert_eq!(parse_retention("0"), Ok(Retention::Days(0)));
+        assert_eq!(parse_retention("forever"), Ok(Retention::Days(0)));
+        assert_eq!(parse_retention("default"), Ok(Retention::Default));
+        assert_eq!(Retention::Default.to_days(), None);
+        for bad in ["-1", "30d", "", "4294967296"] {
+            assert!(parse_retention(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -9,7 +9,8 @@ pub(crate) enum Failure {
     /// The daemon refused the request: not found, already exists, invalid. Exit 1.
     #[error("{0}")]
     Refused(String),
-    /// Bad input: configuration, password. (clap reports bad arguments itself.) Exit 2.
+    /// Bad input: configuration, password, a file to import. (clap reports bad arguments
+    /// itself.) Exit 2.
     #[error("{0}")]
     Usage(String),
     /// The daemon cannot be reached. Exit 3.
@@ -18,6 +19,10 @@ pub(crate) enum Failure {
     /// The daemon failed or answered with something unreadable. Exit 4.
     #[error("{0}")]
     Daemon(String),
+    /// Something chatctl uses itself failed: writing the output, or the database it
+    /// migrates. Exit 4.
+    #[error("{0}")]
+    Local(String),
 }
 
 impl Failure {
@@ -27,8 +32,19 @@ impl Failure {
             Self::Refused(_) => 1,
             Self::Usage(_) => 2,
             Self::Unreachable(_) => 3,
-            Self::Daemon(_) => 4,
+            Self::Daemon(_) | Self::Local(_) => 4,
         })
+    }
+
+    /// The same failure with `note` appended to its message.
+    pub(crate) fn with_note(self, note: &str) -> Self {
+        match self {
+            Self::Refused(message) => Self::Refused(format!("{message}{note}")),
+            Self::Usage(message) => Self::Usage(format!("{message}{note}")),
+            Self::Unreachable(message) => Self::Unreachable(format!("{message}{note}")),
+            Self::Daemon(message) => Self::Daemon(format!("{message}{note}")),
+            Self::Local(message) => Self::Local(format!("{message}{note}")),
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! What chatctl prints on success: a human line or table, or with `--json` the daemon's reply
-//! as one JSON line (the `protocol::admin::AdminReply` wire form, stable for scripts).
+//! as one JSON line (the `protocol::admin::AdminReply` wire form, stable for scripts; `db`
+//! commands, which do not talk to the daemon, print an object of their own).
 
-use protocol::admin::AdminReply;
+use serde::Serialize;
 
 /// Where and how results are printed.
 #[derive(Debug, Clone, Copy)]
@@ -15,10 +16,10 @@ impl Output {
     }
 
     /// Prints `reply` as JSON, or the text `human` makes.
-    pub(crate) fn print(self, reply: &AdminReply, human: impl FnOnce() -> String) {
+    pub(crate) fn print(self, reply: &impl Serialize, human: impl FnOnce() -> String) {
         if self.json {
-            // An AdminReply holds only strings, numbers and booleans, which serde_json
-            // always serializes.
+            // What is printed holds only strings, numbers, booleans and lists or maps of
+            // them, which serde_json always serializes.
             println!("{}", serde_json::to_string(reply).unwrap_or_default());
         } else {
             let text = human();

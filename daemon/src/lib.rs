@@ -8,7 +8,7 @@
 //! - `session`: the per-connection state machine (`state`, sans-IO) and its async driver.
 //! - `hub`: live subscriptions on this node; encodes each event once and fans it out.
 //! - `broker`: carries events between nodes (in-process for one node).
-//! - `store`: users, rooms, messages (SQLite) and the group-commit writer.
+//! - `store`: users, rooms, messages (SQLite or PostgreSQL) and the group-commit writer.
 //! - `auth`: OPAQUE login and registration, login rate limits, resume tokens.
 //! - `admin`: the Unix admin socket chatctl talks to.
 //! - `retention`: the background task that deletes expired history.
@@ -82,10 +82,11 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Daemo
         what: format!("data directory {}", config.data_dir.display()),
         source,
     })?;
-    let store = Store::open(&StoreSettings::new(
-        config.store_url(),
-        config.store.max_connections,
-    ))
+    let store = Store::open(&StoreSettings {
+        run_migrations: config.store.run_migrations,
+        acquire_timeout: Duration::from_millis(config.store.acquire_timeout_ms),
+        ..StoreSettings::new(config.store_url(), config.store.max_connections)
+    })
     .await?;
     let auth = Auth::new(store.clone(), auth_settings(config)).await?;
 

@@ -1,6 +1,8 @@
 //! Requests and replies on the daemon's admin socket. Each is one JSON object on one line
 //! (newline-delimited JSON) over a Unix stream socket; the daemon answers every request with
-//! exactly one reply line, in order.
+//! exactly one reply line, in order, except `history_export`: its answer is a stream of
+//! `export_page` lines ended by one `export_done` (or an `error`), written page by page so
+//! neither side ever holds the whole history.
 //!
 //! User registration takes two requests on one connection, so the password never leaves
 //! chatctl: chatctl sends the OPAQUE `RegistrationRequest`, the daemon answers with the
@@ -9,7 +11,14 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bytes_b64::Base64Bytes;
+use crate::frame::Message;
 use crate::ids::{RoomId, Seq, UserId};
+
+/// Longest request line the daemon reads, newline included; a longer one is refused and ends
+/// the connection. `history_import` batches are the largest requests, so an importer sizes
+/// its batches to stay well below this. The admin socket is reachable by operators only,
+/// which is why this can be generous: it bounds what one connection makes the daemon buffer.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024 * 1024;
 
 /// A request from chatctl.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +86,27 @@ pub enum AdminRequest {
         /// daemon's `retention.days`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         days: Option<u32>,
+    },
+    /// Export stored messages in `(room, seq)` order. Answered by any number of
+    /// `export_page` replies, then one `export_done` (or an `error`, which also ends the
+    /// answer).
+    HistoryExport {
+        /// Only these rooms; empty (absent) means every room, direct rooms included.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rooms: Vec<RoomId>,
+        /// Only messages committed at or after this time, milliseconds since the Unix epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since_ms: Option<i64>,
+        /// Only messages committed before this time, milliseconds since the Unix epoch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        until_ms: Option<i64>,
+    },
+    /// Store exported messages as they were (same room, seq, sender, body, time and cmid).
+    /// Missing rooms are created; a message whose `(room, seq)` is already stored is skipped,
+    /// so importing the same messages twice stores them once. Answered by `imported`.
+    HistoryImport {
+        /// The messages, at most [`MAX_REQUEST_BYTES`] as one request line.
+        messages: Vec<Message>,
     },
 }
 
@@ -169,6 +199,23 @@ pub enum AdminReply {
         kind: AdminErrorKind,
         /// What happened and what to do about it.
         message: String,
+    },
+    /// Part of the answer to `history_export`: the next messages in `(room, seq)` order.
+    ExportPage {
+        /// The messages of this page (never empty).
+        messages: Vec<Message>,
+    },
+    /// The end of the answer to `history_export`.
+    ExportDone {
+        /// How many messages all the pages held.
+        count: u64,
+    },
+    /// Answer to `history_import`.
+    Imported {
+        /// Messages stored.
+        inserted: u64,
+        /// Messages skipped because their `(room, seq)` was already stored.
+        skipped: u64,
     },
 }
 

@@ -33,6 +33,9 @@ impl TestDaemon {
         };
         config.listen.websocket = "127.0.0.1:0".parse().expect("address");
         adjust(&mut config);
+        // The same checks as a configuration file gets, so no test runs a setup an operator
+        // could not.
+        config.validate().expect("test configuration is valid");
         let mut daemon = Self {
             dir,
             config,

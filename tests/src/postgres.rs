@@ -233,9 +233,8 @@ impl TestPostgres {
         } else {
             "\"$2\" -D \"$3\" -m immediate -w stop"
         };
-        let script = format!(
-            "while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; {stop}; rm -rf \"$4\""
-        );
+        let script =
+            format!("while kill -0 \"$1\" 2>/dev/null; do sleep 1; done; {stop}; rm -rf \"$4\"");
         Command::new("setsid")
             .arg("sh")
             .arg("-c")

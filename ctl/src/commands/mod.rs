@@ -1,49 +1,96 @@
 //! Runs one command: finds the admin socket, connects, sends the requests and prints the
 //! result. Each command group has its own file; this one holds what they share: the socket
-//! lookup and the translation of `error` replies into messages with a next step.
+//! lookup and the translation of `error` replies into messages with a next step. `db`
+//! commands are the exception: they open the database, not the socket.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use protocol::admin::{AdminErrorKind, AdminReply};
 
 use crate::admin_client::Admin;
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, HistoryCommand};
 use crate::failure::Failure;
 use crate::output::Output;
 
+mod db;
+mod history;
 mod room;
 mod status;
 mod user;
 
 /// Runs the command `cli` names.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
-    let socket = socket_path(&cli)?;
-    let mut admin = Admin::connect(&socket).await?;
-    let output = Output::new(cli.json);
-    match cli.command {
-        Command::User(command) => user::run(&mut admin, output, command).await?,
-        Command::Room(command) => room::run(&mut admin, output, command).await?,
-        Command::Status => status::run(&mut admin, output).await?,
+    let Cli {
+        config,
+        socket,
+        json,
+        command,
+    } = cli;
+    let output = Output::new(json);
+    match command {
+        Command::User(command) => {
+            user::run(
+                &mut connect(socket, config.as_deref()).await?,
+                output,
+                command,
+            )
+            .await?;
+        }
+        Command::Room(command) => {
+            room::run(
+                &mut connect(socket, config.as_deref()).await?,
+                output,
+                command,
+            )
+            .await?;
+        }
+        Command::Status => {
+            status::run(&mut connect(socket, config.as_deref()).await?, output).await?
+        }
+        Command::History(HistoryCommand::Export(args)) => {
+            // The export's answer is a stream of lines, read on a connection of its own.
+            history::export(&socket_path(socket, config.as_deref())?, args).await?;
+        }
+        Command::History(HistoryCommand::Import { file }) => {
+            history::import(
+                &mut connect(socket, config.as_deref()).await?,
+                output,
+                &file,
+            )
+            .await?;
+        }
+        Command::Db(command) => db::run(config.as_deref(), output, command).await?,
     }
     Ok(())
 }
 
+/// Connects to the admin socket that `socket_path` finds.
+async fn connect(socket: Option<PathBuf>, config_file: Option<&Path>) -> Result<Admin, Failure> {
+    Admin::connect(&socket_path(socket, config_file)?).await
+}
+
 /// The admin socket: `--socket`, else the one in chatd's configuration.
-fn socket_path(cli: &Cli) -> Result<PathBuf, Failure> {
-    if let Some(socket) = &cli.socket {
-        return Ok(socket.clone());
+fn socket_path(socket: Option<PathBuf>, config_file: Option<&Path>) -> Result<PathBuf, Failure> {
+    if let Some(socket) = socket {
+        return Ok(socket);
     }
-    let overrides = chatd_config::Overrides {
-        config_file: cli.config.clone(),
-        ..Default::default()
-    };
-    let config = chatd_config::load(&overrides).map_err(|error| {
+    let config = load_config(config_file, "find the admin socket").map_err(|error| {
         Failure::Usage(format!(
-            "cannot read the chatd configuration to find the admin socket: {error}\n\
-             Fix the configuration, or give the socket with --socket PATH"
+            "{error}\nFix the configuration, or give the socket with --socket PATH"
         ))
     })?;
     Ok(config.admin_socket_path())
+}
+
+/// chatd's configuration, as chatd would load it (file, then `CHATD_*` variables); the
+/// error says what it was needed `for_what`.
+fn load_config(config_file: Option<&Path>, for_what: &str) -> Result<chatd_config::Config, String> {
+    let overrides = chatd_config::Overrides {
+        config_file: config_file.map(Path::to_path_buf),
+        ..Default::default()
+    };
+    chatd_config::load(&overrides)
+        .map_err(|error| format!("cannot read the chatd configuration to {for_what}: {error}"))
 }
 
 /// What to suggest when the daemon refuses a request.

@@ -1,4 +1,5 @@
-//! `chatctl room ...`: create and list rooms, manage the members of private rooms.
+//! `chatctl room ...`: create and list rooms, manage the members of private rooms, set a
+//! room's retention.
 
 use protocol::admin::{AdminReply, AdminRequest};
 
@@ -35,7 +36,7 @@ pub(super) async fn run(
             let AdminReply::Rooms { rooms } = &reply else {
                 return Err(unexpected("room list", &reply));
             };
-            let rows: Vec<[String; 4]> = rooms
+            let rows: Vec<[String; 5]> = rooms
                 .iter()
                 .map(|room| {
                     [
@@ -47,11 +48,15 @@ pub(super) async fn run(
                             "-".to_owned()
                         },
                         room.last_seq.to_string(),
+                        retention(room.retention_days),
                     ]
                 })
                 .collect();
             output.print(&reply, || {
-                table(["NAME", "ACCESS", "MEMBERS", "LAST SEQ"], &rows)
+                table(
+                    ["NAME", "ACCESS", "MEMBERS", "LAST SEQ", "RETENTION"],
+                    &rows,
+                )
             });
         }
         RoomCommand::AddMember { room, user } => {
@@ -72,8 +77,36 @@ pub(super) async fn run(
             let reply = expect_done("room remove-member", reply)?;
             output.print(&reply, || format!("removed {user} from {room}"));
         }
+        RoomCommand::SetRetention { room, days } => {
+            let request = AdminRequest::RoomSetRetention {
+                room: room.clone(),
+                days: days.to_days(),
+            };
+            let hints = Hints {
+                not_found: "list rooms with `chatctl room list`",
+                already_exists: "nothing to do",
+            };
+            let reply = check(admin.request(&request).await?, hints)?;
+            let reply = expect_done("room set-retention", reply)?;
+            output.print(&reply, || match days.to_days() {
+                None => format!("{room} now keeps history as long as the daemon's retention.days"),
+                Some(0) => format!("{room} now keeps its history forever"),
+                Some(days) => format!("{room} now keeps {} of history", retention(Some(days))),
+            });
+        }
     }
     Ok(())
+}
+
+/// The RETENTION column: the room's own retention, or `default` (the daemon's
+/// `retention.days`).
+fn retention(days: Option<u32>) -> String {
+    match days {
+        None => "default".to_owned(),
+        Some(0) => "forever".to_owned(),
+        Some(1) => "1 day".to_owned(),
+        Some(days) => format!("{days} days"),
+    }
 }
 
 fn member_hints() -> Hints {

@@ -3,14 +3,24 @@
 
 use protocol::admin::{AdminErrorKind, AdminReply, AdminRequest, RoomInfo, StatusInfo, UserInfo};
 use protocol::{CloseCode, RoomId, UserId};
+use tokio::io::AsyncWrite;
 
+use super::{Replies, history};
 use crate::auth::AuthError;
 use crate::broker::Event;
 use crate::node::Node;
-use crate::store::StoreError;
+use crate::store::{ExportFilter, StoreError};
 
-/// Answers one admin request.
-pub(super) async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
+/// Answers one admin request on `replies`: one reply line, or for `history_export` the
+/// stream of lines that answers it.
+///
+/// # Errors
+/// When writing to the connection fails.
+pub(super) async fn handle<W: AsyncWrite + Unpin>(
+    node: &Node,
+    request: AdminRequest,
+    replies: &mut Replies<W>,
+) -> std::io::Result<()> {
     let result = match request {
         AdminRequest::RegisterStart { user, request } => node
             .auth
@@ -56,12 +66,27 @@ pub(super) async fn handle(node: &Node, request: AdminRequest) -> AdminReply {
             listeners: node.listeners.clone(),
             store: node.store.backend().to_owned(),
         })),
+        AdminRequest::HistoryExport {
+            rooms,
+            since_ms,
+            until_ms,
+        } => {
+            let filter = ExportFilter {
+                rooms,
+                since_ms,
+                until_ms,
+            };
+            return history::export(node, &filter, replies).await;
+        }
+        AdminRequest::HistoryImport { messages } => history::import(node, &messages).await,
         _ => Err(AdminFailure(
             AdminErrorKind::Invalid,
             "this daemon does not know that request; upgrade it".to_owned(),
         )),
     };
-    result.unwrap_or_else(|AdminFailure(kind, message)| AdminReply::Error { kind, message })
+    replies
+        .send(&result.unwrap_or_else(AdminFailure::into_reply))
+        .await
 }
 
 async fn user_list(node: &Node) -> Result<AdminReply, AdminFailure> {
@@ -137,7 +162,15 @@ async fn room_add_member(
 }
 
 /// An admin failure: its kind and an operator-facing message.
-struct AdminFailure(AdminErrorKind, String);
+pub(super) struct AdminFailure(pub(super) AdminErrorKind, pub(super) String);
+
+impl AdminFailure {
+    /// The `error` reply that reports this failure.
+    pub(super) fn into_reply(self) -> AdminReply {
+        let Self(kind, message) = self;
+        AdminReply::Error { kind, message }
+    }
+}
 
 impl From<StoreError> for AdminFailure {
     fn from(error: StoreError) -> Self {

@@ -26,12 +26,16 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{AuthError, PendingLogin};
 use crate::broker::Event;
+use crate::hub::outbox::Kick;
 use crate::hub::{OutboxItem, OutboxReceiver, OutboxSender, SessionId, outbox};
 use crate::node::Node;
 use crate::store::writer::AppendError;
 use crate::store::{Committed, HistoryRange, StoreError};
 use crate::transport::{Lane, Transport, TransportError};
 use state::{Delivery, SessionState, Step};
+
+/// How long a close may take to flush before the connection is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Most sends of one session waiting for their commit. Past this the session stops reading
 /// frames until one completes, which pushes back on a client that pipelines without bound.
@@ -54,6 +58,7 @@ pub async fn run<T: Transport>(node: Arc<Node>, transport: T, shutdown: Cancella
         in_flight: FuturesUnordered::new(),
         direct_rooms: HashSet::new(),
         registered: false,
+        kick: Arc::clone(&outbox_rx.kick),
     };
     tracing::Instrument::instrument(driver.run(outbox_rx, shutdown), span).await;
 }
@@ -94,6 +99,9 @@ struct Driver<T> {
     /// Direct rooms known to exist, so repeated direct messages skip the store check.
     direct_rooms: HashSet<RoomId>,
     registered: bool,
+    /// The session's kick signal; every write races it, so a client that stopped reading
+    /// cannot pin the session in a blocked write after the hub gave up on it.
+    kick: Arc<Kick>,
 }
 
 impl<T: Transport> Driver<T> {
@@ -135,7 +143,11 @@ impl<T: Transport> Driver<T> {
         };
         if let Flow::Close(code) = flow {
             tracing::debug!(%code, "closing");
-            self.transport.close(code, code.name()).await;
+            // A client that does not read cannot take the close frame either.
+            let close = self.transport.close(code, code.name());
+            if tokio::time::timeout(CLOSE_TIMEOUT, close).await.is_err() {
+                tracing::debug!("close not flushed in time; dropping the connection");
+            }
         }
         self.unregister();
     }
@@ -155,10 +167,19 @@ impl<T: Transport> Driver<T> {
 
     /// Sends a reply on the control lane.
     async fn reply(&mut self, frame: &ServerFrame) -> Result<(), Flow> {
-        self.transport
-            .send(Lane::Control, encode_server(frame))
-            .await
-            .map_err(Flow::from)
+        self.write(Lane::Control, encode_server(frame)).await
+    }
+
+    /// Writes one frame, giving up when the session is kicked meanwhile. A write cut short
+    /// leaves the frame in the transport's buffer (the WebSocket sink buffers a whole frame
+    /// before flushing), so the close that follows is still well-formed.
+    async fn write(&mut self, lane: Lane<'_>, frame: bytes::Bytes) -> Result<(), Flow> {
+        let kick = Arc::clone(&self.kick);
+        tokio::select! {
+            biased;
+            code = kick.fired() => Err(Flow::Close(code)),
+            sent = self.transport.send(lane, frame) => sent.map_err(Flow::from),
+        }
     }
 
     /// Sends an error reply for a failed command.
@@ -198,10 +219,7 @@ impl<T: Transport> Driver<T> {
         } else {
             Lane::Ephemeral
         };
-        self.transport
-            .send(lane, item.frame.clone())
-            .await
-            .map_err(Flow::from)
+        self.write(lane, item.frame.clone()).await
     }
 
     /// Sends every stored message of `room` after `after` (and before `until`, if given) that
@@ -237,7 +255,7 @@ impl<T: Transport> Driver<T> {
                 cursor = message.seq;
                 if self.state.handle_stored(room, message.seq) == Delivery::Deliver {
                     let frame = encode_server(&ServerFrame::Message(message));
-                    self.transport.send(Lane::Room(room), frame).await?;
+                    self.write(Lane::Room(room), frame).await?;
                 }
             }
             if !page.has_more {

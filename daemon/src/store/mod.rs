@@ -12,13 +12,53 @@
 //! # Layout
 //! - this file: the `Store` enum, its records and [`StoreError`].
 //! - `sqlite`: the embedded default backend.
+//! - `postgres`: the production backend; several daemons may share one database.
 //! - `writer`: the group-commit writer task and its bounded queue.
-//! - `tests`: the store test suite (every backend) and the writer's tests.
+//! - `suite` (`tests/suite.rs`): the checks every backend must pass; public with the
+//!   `test-suite` feature so the integration tests run them against PostgreSQL.
+//! - `tests`: runs the suite against SQLite, and the writer's tests.
 
+pub mod postgres;
 pub mod sqlite;
 pub mod writer;
 
+#[cfg(any(test, feature = "test-suite"))]
+#[path = "tests/suite.rs"]
+#[expect(
+    clippy::unwrap_used,
+    reason = "the checks fail the test on an unexpected result, like tests"
+)]
+pub mod suite;
+
+/// Invokes `$run!` with the name of every check in [`suite`], so each backend's test runner
+/// (SQLite in `store/tests.rs`, PostgreSQL in the integration tests) takes the list from this
+/// one place: a new check runs against every backend.
+#[cfg(any(test, feature = "test-suite"))]
+#[macro_export]
+macro_rules! with_store_suite_checks {
+    ($run:ident) => {
+        $run!(
+            users_are_created_once_and_updated,
+            rooms_and_members,
+            direct_rooms_are_private_and_unlisted,
+            append_numbers_each_room_from_one_in_input_order,
+            append_is_gap_free_under_concurrent_batches,
+            resend_returns_the_first_commit,
+            resend_within_one_batch_returns_the_first_entry,
+            append_to_a_missing_room_stores_nothing,
+            history_pages_both_ways,
+            resume_tokens_work_once_and_only_while_valid,
+            resume_tokens_die_with_disable_and_new_password,
+            secret_is_inserted_once,
+            export_pages_in_room_seq_order_with_filters,
+            import_keeps_identities_and_is_idempotent,
+            retention_deletes_old_messages_in_bounded_batches,
+        );
+    };
+}
+
 use protocol::{ClientMsgId, Message, RoomId, Seq, UserId};
+use sqlx::migrate::{Migrate, MigrateError, Migrator};
 
 /// A send waiting to be committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +163,7 @@ pub enum StoreError {
     },
     /// Migrations failed at start-up.
     #[error("store migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(#[from] MigrateError),
     /// Automatic migration is off and the database lacks migrations this chatd needs.
     #[error(
         "the database schema is older than this chatd needs ({pending} migration(s) pending); \
@@ -146,6 +186,8 @@ pub enum StoreError {
 pub enum Store {
     /// SQLite, the embedded default.
     Sqlite(sqlite::SqliteStore),
+    /// PostgreSQL, for production and several daemons on one database.
+    Postgres(postgres::PgStore),
 }
 
 /// Dispatches a method to the backend.
@@ -153,23 +195,40 @@ macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* )) => {
         match $self {
             Store::Sqlite(store) => store.$method($($arg),*).await,
+            Store::Postgres(store) => store.$method($($arg),*).await,
         }
     };
 }
 
 impl Store {
-    /// Opens the store named by `settings` and runs its migrations.
+    /// Opens the store named by `settings`, choosing the backend by the URL's scheme
+    /// (`sqlite:`, `postgres:` or `postgresql:`), and runs its migrations (with
+    /// `run_migrations` off, checks that none is pending instead).
     ///
     /// # Errors
-    /// When the database cannot be opened or migrated.
+    /// `UnsupportedUrl` for another scheme; `Unavailable` when the database cannot be
+    /// reached; `SchemaOutdated` or `Migrate` when its schema is not what this chatd needs.
     pub async fn open(settings: &StoreSettings) -> Result<Self, StoreError> {
-        Ok(Self::Sqlite(sqlite::SqliteStore::open(settings).await?))
+        let scheme = settings
+            .url
+            .split_once(':')
+            .map_or("", |(scheme, _)| scheme);
+        match scheme {
+            "sqlite" => Ok(Self::Sqlite(sqlite::SqliteStore::open(settings).await?)),
+            "postgres" | "postgresql" => {
+                Ok(Self::Postgres(postgres::PgStore::open(settings).await?))
+            }
+            other => Err(StoreError::UnsupportedUrl {
+                scheme: other.to_owned(),
+            }),
+        }
     }
 
     /// The backend's name, for status and logs.
     pub fn backend(&self) -> &'static str {
         match self {
             Self::Sqlite(_) => "sqlite",
+            Self::Postgres(_) => "postgres",
         }
     }
 
@@ -455,6 +514,67 @@ pub struct ImportOutcome {
     pub inserted: u64,
     /// Messages skipped because a message with the same `(room, seq)` was already stored.
     pub skipped: u64,
+}
+
+/// Runs `migrator`'s pending migrations on `pool`, or with `run` false only checks that none
+/// is pending: then the bookkeeping table is read, never created, so a database user without
+/// the right to change the schema can run chatd once an operator has migrated.
+///
+/// # Errors
+/// `SchemaOutdated` when migrations are pending and `run` is false; `Migrate` when a
+/// migration fails or one failed earlier; `Unavailable` when no connection is available.
+async fn prepare_schema<DB>(
+    migrator: &Migrator,
+    pool: &sqlx::Pool<DB>,
+    run: bool,
+) -> Result<(), StoreError>
+where
+    DB: sqlx::Database,
+    DB::Connection: Migrate,
+{
+    if run {
+        migrator.run(pool).await?;
+        return Ok(());
+    }
+    let mut connection = pool
+        .acquire()
+        .await
+        .map_err(|source| StoreError::Unavailable {
+            op: "check schema",
+            source,
+        })?;
+    let applied = match connection
+        .list_applied_migrations(&migrator.table_name)
+        .await
+    {
+        Ok(applied) => applied,
+        // A database no chatd has migrated yet: every migration is pending.
+        Err(MigrateError::Execute(sqlx::Error::Database(error))) if is_undefined_table(&*error) => {
+            Vec::new()
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if !applied.is_empty()
+        && let Some(version) = connection.dirty_version(&migrator.table_name).await?
+    {
+        return Err(MigrateError::Dirty(version).into());
+    }
+    let pending = migrator
+        .iter()
+        .filter(|migration| !migration.migration_type.is_down_migration())
+        .filter(|migration| !applied.iter().any(|done| done.version == migration.version))
+        .count();
+    if pending == 0 {
+        Ok(())
+    } else {
+        Err(StoreError::SchemaOutdated { pending })
+    }
+}
+
+/// Whether `error` says a table does not exist: SQLSTATE 42P01 in PostgreSQL, "no such table"
+/// in SQLite (which has no finer error code for it).
+fn is_undefined_table(error: &dyn sqlx::error::DatabaseError) -> bool {
+    error.code().as_deref() == Some("42P01") || error.message().starts_with("no such table")
 }
 
 /// Milliseconds since the Unix epoch, now.

@@ -69,7 +69,7 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(failed(OP))?;
-        MIGRATOR.run(&pool).await?;
+        super::prepare_schema(&MIGRATOR, &pool, settings.run_migrations).await?;
         Ok(Self { pool })
     }
 

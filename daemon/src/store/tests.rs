@@ -1,6 +1,8 @@
 //! Store tests. `suite` holds the checks every backend must pass, each a function taking a
 //! [`Store`] that is empty and migrated; this file runs them against SQLite files in temporary
-//! directories. `writer` tests the group-commit writer on SQLite.
+//! directories (the integration tests run them against PostgreSQL), and checks opening:
+//! choosing the backend by URL, migrations, the schema check with migrations off. `writer`
+//! tests the group-commit writer on SQLite.
 
 use std::time::Duration;
 
@@ -9,9 +11,8 @@ use sqlx::sqlite::SqliteConnection;
 use tempfile::TempDir;
 
 use super::sqlite::SqliteStore;
-use super::{Store, StoreSettings};
+use super::{Store, StoreError, StoreSettings, suite};
 
-mod suite;
 mod writer;
 
 /// A migrated SQLite store in a temporary directory, removed on drop.
@@ -81,23 +82,7 @@ macro_rules! sqlite_suite {
     )*};
 }
 
-sqlite_suite!(
-    users_are_created_once_and_updated,
-    rooms_and_members,
-    direct_rooms_are_private_and_unlisted,
-    append_numbers_each_room_from_one_in_input_order,
-    append_is_gap_free_under_concurrent_batches,
-    resend_returns_the_first_commit,
-    resend_within_one_batch_returns_the_first_entry,
-    append_to_a_missing_room_stores_nothing,
-    history_pages_both_ways,
-    resume_tokens_work_once_and_only_while_valid,
-    resume_tokens_die_with_disable_and_new_password,
-    secret_is_inserted_once,
-    export_pages_in_room_seq_order_with_filters,
-    import_keeps_identities_and_is_idempotent,
-    retention_deletes_old_messages_in_bounded_batches,
-);
+crate::with_store_suite_checks!(sqlite_suite);
 
 #[tokio::test]
 async fn sqlite_reopen_keeps_data_and_skips_applied_migrations() {
@@ -124,7 +109,63 @@ async fn sqlite_unreachable_file_is_unavailable() {
     let settings = StoreSettings::new(url, 1);
     let error = Store::open(&settings).await.unwrap_err();
     assert!(
-        matches!(error, super::StoreError::Unavailable { op: "open", .. }),
+        matches!(error, StoreError::Unavailable { op: "open", .. }),
         "{error:?}"
     );
+}
+
+#[tokio::test]
+async fn sqlite_without_migrations_refuses_an_unmigrated_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("chatd.db").display()
+    );
+    let mut settings = StoreSettings::new(url, 2);
+    settings.run_migrations = false;
+    let error = Store::open(&settings).await.unwrap_err();
+    let pending = sqlx::migrate!("./migrations/sqlite").iter().count();
+    assert!(
+        matches!(error, StoreError::SchemaOutdated { pending: p } if p == pending),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("run `chatctl db migrate`"),
+        "{error}"
+    );
+
+    // Once migrated (by a daemon with migrations on), it opens without running any.
+    settings.run_migrations = true;
+    Store::open(&settings).await.unwrap();
+    settings.run_migrations = false;
+    let store = Store::open(&settings).await.unwrap();
+    store
+        .create_room(&suite::room("lobby"), false)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_unknown_url_scheme_is_refused_by_name() {
+    let settings = StoreSettings::new("mysql://db.example/chat", 1);
+    let error = Store::open(&settings).await.unwrap_err();
+    assert!(
+        matches!(&error, StoreError::UnsupportedUrl { scheme } if scheme == "mysql"),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn postgres_urls_choose_the_postgres_backend() {
+    // Nothing listens on port 1: opening fails fast as unavailable, which shows the URL went
+    // to the PostgreSQL backend (the integration tests run it against a real server).
+    for scheme in ["postgres", "postgresql"] {
+        let mut settings = StoreSettings::new(format!("{scheme}://chatd@127.0.0.1:1/chatd"), 1);
+        settings.acquire_timeout = Duration::from_millis(500);
+        let error = Store::open(&settings).await.unwrap_err();
+        assert!(
+            matches!(error, StoreError::Unavailable { op: "open", .. }),
+            "{scheme}: {error:?}"
+        );
+    }
 }

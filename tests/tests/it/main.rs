@@ -7,9 +7,14 @@
 
 mod chat;
 mod ctl;
+mod ctl_db;
+mod daemon_postgres;
+mod export;
 mod fault;
 mod history;
 mod interop;
 mod login;
 mod shutdown;
+mod store_postgres;
+mod store_postgres_plans;
 mod support;

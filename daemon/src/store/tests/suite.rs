@@ -10,7 +10,7 @@ use crate::store::{
     Store, StoreError,
 };
 
-pub(crate) async fn users_are_created_once_and_updated(store: &Store) {
+pub async fn users_are_created_once_and_updated(store: &Store) {
     let (alice, bob) = (user("alice"), user("bob"));
     assert!(store.user(&alice).await.unwrap().is_none());
     store.create_user(&bob, b"bob-file").await.unwrap();
@@ -58,7 +58,7 @@ pub(crate) async fn users_are_created_once_and_updated(store: &Store) {
     assert!(store.user(&ghost).await.unwrap().is_none());
 }
 
-pub(crate) async fn rooms_and_members(store: &Store) {
+pub async fn rooms_and_members(store: &Store) {
     let (lobby, staff) = (room("lobby"), room("staff"));
     let (alice, bob) = (user("alice"), user("bob"));
     store.create_user(&alice, b"a").await.unwrap();
@@ -118,7 +118,7 @@ pub(crate) async fn rooms_and_members(store: &Store) {
     assert_eq!(listed[1].members, 1);
 }
 
-pub(crate) async fn direct_rooms_are_private_and_unlisted(store: &Store) {
+pub async fn direct_rooms_are_private_and_unlisted(store: &Store) {
     let (alice, bob, carol) = (user("alice"), user("bob"), user("carol"));
     for name in [&alice, &bob] {
         store.create_user(name, b"f").await.unwrap();
@@ -155,7 +155,7 @@ pub(crate) async fn direct_rooms_are_private_and_unlisted(store: &Store) {
     );
 }
 
-pub(crate) async fn append_numbers_each_room_from_one_in_input_order(store: &Store) {
+pub async fn append_numbers_each_room_from_one_in_input_order(store: &Store) {
     let (lobby, staff) = (room("lobby"), room("staff"));
     store.create_room(&lobby, false).await.unwrap();
     store.create_room(&staff, false).await.unwrap();
@@ -219,7 +219,7 @@ pub(crate) async fn append_numbers_each_room_from_one_in_input_order(store: &Sto
     assert!(store.append_batch(&[], 0).await.unwrap().is_empty());
 }
 
-pub(crate) async fn append_is_gap_free_under_concurrent_batches(store: &Store) {
+pub async fn append_is_gap_free_under_concurrent_batches(store: &Store) {
     const TASKS: usize = 16;
     const BATCHES: usize = 10;
     const PER_BATCH: usize = 3;
@@ -271,7 +271,7 @@ pub(crate) async fn append_is_gap_free_under_concurrent_batches(store: &Store) {
     }
 }
 
-pub(crate) async fn resend_returns_the_first_commit(store: &Store) {
+pub async fn resend_returns_the_first_commit(store: &Store) {
     let lobby = room("lobby");
     let staff = room("staff");
     store.create_room(&lobby, false).await.unwrap();
@@ -326,7 +326,7 @@ pub(crate) async fn resend_returns_the_first_commit(store: &Store) {
     assert_eq!(bodies, ["hello", "next", "bob's"]);
 }
 
-pub(crate) async fn resend_within_one_batch_returns_the_first_entry(store: &Store) {
+pub async fn resend_within_one_batch_returns_the_first_entry(store: &Store) {
     let lobby = room("lobby");
     store.create_room(&lobby, false).await.unwrap();
     let alice = user("alice");
@@ -363,7 +363,7 @@ pub(crate) async fn resend_within_one_batch_returns_the_first_entry(store: &Stor
     assert_eq!(page.messages.len(), 2);
 }
 
-pub(crate) async fn append_to_a_missing_room_stores_nothing(store: &Store) {
+pub async fn append_to_a_missing_room_stores_nothing(store: &Store) {
     let lobby = room("lobby");
     store.create_room(&lobby, false).await.unwrap();
     let alice = user("alice");
@@ -397,7 +397,7 @@ pub(crate) async fn append_to_a_missing_room_stores_nothing(store: &Store) {
     assert_eq!((retry[0].message.seq, retry[0].duplicate), (Seq(1), false));
 }
 
-pub(crate) async fn history_pages_both_ways(store: &Store) {
+pub async fn history_pages_both_ways(store: &Store) {
     let (lobby, empty) = (room("lobby"), room("empty"));
     store.create_room(&lobby, false).await.unwrap();
     store.create_room(&empty, false).await.unwrap();
@@ -468,7 +468,7 @@ pub(crate) async fn history_pages_both_ways(store: &Store) {
     }
 }
 
-pub(crate) async fn resume_tokens_work_once_and_only_while_valid(store: &Store) {
+pub async fn resume_tokens_work_once_and_only_while_valid(store: &Store) {
     let alice = user("alice");
     store.create_user(&alice, b"f").await.unwrap();
     store
@@ -506,7 +506,7 @@ pub(crate) async fn resume_tokens_work_once_and_only_while_valid(store: &Store) 
     assert!(matches!(error, StoreError::NotFound { .. }), "{error:?}");
 }
 
-pub(crate) async fn resume_tokens_die_with_disable_and_new_password(store: &Store) {
+pub async fn resume_tokens_die_with_disable_and_new_password(store: &Store) {
     let alice = user("alice");
     store.create_user(&alice, b"f").await.unwrap();
     let valid_until = i64::MAX;
@@ -566,7 +566,7 @@ pub(crate) async fn resume_tokens_die_with_disable_and_new_password(store: &Stor
     );
 }
 
-pub(crate) async fn secret_is_inserted_once(store: &Store) {
+pub async fn secret_is_inserted_once(store: &Store) {
     assert_eq!(
         store
             .load_or_insert_secret("setup", b"first")
@@ -618,7 +618,7 @@ async fn export_all(store: &Store, filter: &ExportFilter, page: u32) -> Vec<Mess
     }
 }
 
-pub(crate) async fn export_pages_in_room_seq_order_with_filters(store: &Store) {
+pub async fn export_pages_in_room_seq_order_with_filters(store: &Store) {
     let (alice, bob) = (user("alice"), user("bob"));
     let (lobby, annex) = (room("lobby"), room("annex"));
     store.create_room(&lobby, false).await.unwrap();
@@ -687,7 +687,7 @@ pub(crate) async fn export_pages_in_room_seq_order_with_filters(store: &Store) {
     );
 }
 
-pub(crate) async fn import_keeps_identities_and_is_idempotent(store: &Store) {
+pub async fn import_keeps_identities_and_is_idempotent(store: &Store) {
     let (alice, bob) = (user("alice"), user("bob"));
     store.create_user(&alice, b"a").await.unwrap();
     let lobby = room("lobby");
@@ -770,7 +770,7 @@ pub(crate) async fn import_keeps_identities_and_is_idempotent(store: &Store) {
     assert!(store.import_batch(&[]).await.unwrap() == ImportOutcome::default());
 }
 
-pub(crate) async fn retention_deletes_old_messages_in_bounded_batches(store: &Store) {
+pub async fn retention_deletes_old_messages_in_bounded_batches(store: &Store) {
     let (alice, lobby) = (user("alice"), room("lobby"));
     store.create_room(&lobby, false).await.unwrap();
     for seq in 1..=10 {
@@ -834,19 +834,19 @@ pub(crate) async fn retention_deletes_old_messages_in_bounded_batches(store: &St
     );
 }
 
-pub(crate) fn user(name: &str) -> UserId {
+pub fn user(name: &str) -> UserId {
     UserId::parse(name).unwrap()
 }
 
-pub(crate) fn room(name: &str) -> RoomId {
+pub fn room(name: &str) -> RoomId {
     RoomId::parse(name).unwrap()
 }
 
-pub(crate) fn cmid(id: &str) -> ClientMsgId {
+pub fn cmid(id: &str) -> ClientMsgId {
     ClientMsgId::parse(id).unwrap()
 }
 
-pub(crate) fn send(room: &RoomId, from: &UserId, id: &str, body: &str) -> NewMessage {
+pub fn send(room: &RoomId, from: &UserId, id: &str, body: &str) -> NewMessage {
     NewMessage {
         room: room.clone(),
         from: from.clone(),

@@ -1,0 +1,588 @@
+//! PostgreSQL backend, for production and for several daemons sharing one database: a pool of
+//! connections, the schema in `daemon/migrations/postgres`, native types (BOOLEAN, BIGINT,
+//! BYTEA) and the same semantics as the SQLite backend, statement for statement where the SQL
+//! is portable.
+//!
+//! Several daemons may write at once. A commit locks the rows of its rooms (in name order, so
+//! two writers cannot deadlock) before it looks for resends and takes sequence numbers: writers
+//! of one room serialize on its row, which keeps sequences gap-free, and a resend racing its
+//! first commit on another node waits for that commit and then finds it. Everything else is a
+//! single statement or relies on `ON CONFLICT`, which Postgres resolves across connections.
+//!
+//! The pool fails fast while Postgres is down (`acquire_timeout`, every error maps to
+//! [`StoreError::Unavailable`]) and needs no restart when it is back: a pooled connection is
+//! checked before use and a broken one replaced.
+//!
+//! This file holds opening, accounts, rooms and resume tokens; `messages` holds the message
+//! path (committing batches, history), `transfer` export, import and retention, and
+//! [`statements`] the SQL of the hot queries.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use protocol::ids::DIRECT_ROOM_PREFIX;
+use protocol::{RoomId, Seq, UserId};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+
+use super::{RoomRecord, StoreError, StoreSettings, UserRecord, now_ms};
+
+mod messages;
+pub mod statements;
+mod transfer;
+
+/// The PostgreSQL store: a pool of connections to one database.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects to the database at `settings.url` and runs the migrations (or, with
+    /// `run_migrations` off, checks that none is pending).
+    ///
+    /// # Errors
+    /// `Unavailable` when the URL is invalid or the server cannot be reached;
+    /// `SchemaOutdated` or `Migrate` when the schema is not what this chatd needs.
+    pub async fn open(settings: &StoreSettings) -> Result<Self, StoreError> {
+        const OP: &str = "open";
+        let options = PgConnectOptions::from_str(&settings.url)
+            .map_err(failed(OP))?
+            .application_name("chatd");
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(settings.acquire_timeout)
+            .max_lifetime(MAX_LIFETIME)
+            .idle_timeout(IDLE_TIMEOUT)
+            // Checking a connection before use (the default) costs a round trip when a
+            // connection sat idle, and is what discards the connections a restarted server
+            // broke, so the first operation after an outage does not fail for nothing.
+            .test_before_acquire(true)
+            .connect_with(options)
+            .await
+            .map_err(failed(OP))?;
+        super::prepare_schema(&MIGRATOR, &pool, settings.run_migrations).await?;
+        Ok(Self { pool })
+    }
+
+    pub(super) async fn create_user(
+        &self,
+        user: &UserId,
+        password_file: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (name, password_file, disabled, created_ms) \
+             VALUES ($1, $2, FALSE, $3)",
+        )
+        .bind(user.as_str())
+        .bind(password_file)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(|source| {
+            if is_unique_violation(&source) {
+                StoreError::AlreadyExists {
+                    what: format!("user {user}"),
+                }
+            } else {
+                failed("create user")(source)
+            }
+        })?;
+        Ok(())
+    }
+
+    pub(super) async fn set_password(
+        &self,
+        user: &UserId,
+        password_file: &[u8],
+    ) -> Result<(), StoreError> {
+        const OP: &str = "set password";
+        let mut tx = self.begin(OP).await?;
+        let updated = sqlx::query("UPDATE users SET password_file = $2 WHERE name = $1")
+            .bind(user.as_str())
+            .bind(password_file)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed(OP))?;
+        if updated.rows_affected() == 0 {
+            return Err(user_not_found(user));
+        }
+        revoke_resume_tokens(&mut tx, user, OP).await?;
+        tx.commit().await.map_err(failed(OP))
+    }
+
+    pub(super) async fn user(&self, user: &UserId) -> Result<Option<UserRecord>, StoreError> {
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT name, password_file, disabled, created_ms FROM users WHERE name = $1",
+        )
+        .bind(user.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed("read user"))?;
+        row.map(UserRow::into_record).transpose()
+    }
+
+    pub(super) async fn users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let rows: Vec<UserRow> = sqlx::query_as(
+            "SELECT name, password_file, disabled, created_ms FROM users ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("list users"))?;
+        rows.into_iter().map(UserRow::into_record).collect()
+    }
+
+    pub(super) async fn set_disabled(
+        &self,
+        user: &UserId,
+        disabled: bool,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "set user disabled";
+        let mut tx = self.begin(OP).await?;
+        let updated = sqlx::query("UPDATE users SET disabled = $2 WHERE name = $1")
+            .bind(user.as_str())
+            .bind(disabled)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed(OP))?;
+        if updated.rows_affected() == 0 {
+            return Err(user_not_found(user));
+        }
+        if disabled {
+            revoke_resume_tokens(&mut tx, user, OP).await?;
+        }
+        tx.commit().await.map_err(failed(OP))
+    }
+
+    pub(super) async fn load_or_insert_secret(
+        &self,
+        name: &str,
+        generated: &[u8],
+    ) -> Result<Vec<u8>, StoreError> {
+        const OP: &str = "load secret";
+        // Whoever inserts first wins; a concurrent insert waits for the winner's commit and
+        // then does nothing, and everyone, the winner included, reads the stored row.
+        sqlx::query(
+            "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(generated)
+        .execute(&self.pool)
+        .await
+        .map_err(failed(OP))?;
+        sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed(OP))
+    }
+
+    pub(super) async fn create_room(&self, room: &RoomId, private: bool) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO rooms (name, private, last_seq, created_ms) VALUES ($1, $2, 0, $3)",
+        )
+        .bind(room.as_str())
+        .bind(private)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(|source| {
+            if is_unique_violation(&source) {
+                StoreError::AlreadyExists {
+                    what: format!("room {room}"),
+                }
+            } else {
+                failed("create room")(source)
+            }
+        })?;
+        Ok(())
+    }
+
+    pub(super) async fn room(&self, room: &RoomId) -> Result<Option<RoomRecord>, StoreError> {
+        let row: Option<RoomRow> = sqlx::query_as(
+            "SELECT r.name, r.private, r.last_seq, r.retention_days, \
+                    (SELECT COUNT(*) FROM room_members m WHERE m.room = r.name) AS members \
+             FROM rooms r WHERE r.name = $1",
+        )
+        .bind(room.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(failed("read room"))?;
+        row.map(RoomRow::into_record).transpose()
+    }
+
+    pub(super) async fn rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
+        let rows: Vec<RoomRow> = sqlx::query_as(
+            "SELECT r.name, r.private, r.last_seq, r.retention_days, \
+                    (SELECT COUNT(*) FROM room_members m WHERE m.room = r.name) AS members \
+             FROM rooms r WHERE r.name NOT LIKE $1 ORDER BY r.name",
+        )
+        .bind(format!("{DIRECT_ROOM_PREFIX}%"))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(failed("list rooms"))?;
+        rows.into_iter().map(RoomRow::into_record).collect()
+    }
+
+    pub(super) async fn add_member(&self, room: &RoomId, user: &UserId) -> Result<(), StoreError> {
+        const OP: &str = "add member";
+        let mut tx = self.begin(OP).await?;
+        require_room(&mut tx, room, OP).await?;
+        require_user(&mut tx, user, OP).await?;
+        sqlx::query(
+            "INSERT INTO room_members (room, user_name) VALUES ($1, $2) \
+             ON CONFLICT (room, user_name) DO NOTHING",
+        )
+        .bind(room.as_str())
+        .bind(user.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(failed(OP))?;
+        tx.commit().await.map_err(failed(OP))
+    }
+
+    pub(super) async fn remove_member(
+        &self,
+        room: &RoomId,
+        user: &UserId,
+    ) -> Result<(), StoreError> {
+        let removed = sqlx::query("DELETE FROM room_members WHERE room = $1 AND user_name = $2")
+            .bind(room.as_str())
+            .bind(user.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(failed("remove member"))?;
+        if removed.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: format!("member {user} of room {room}"),
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) async fn is_member(&self, room: &RoomId, user: &UserId) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM room_members WHERE room = $1 AND user_name = $2)",
+        )
+        .bind(room.as_str())
+        .bind(user.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(failed("check member"))
+    }
+
+    pub(super) async fn ensure_direct_room(&self, room: &RoomId) -> Result<(), StoreError> {
+        const OP: &str = "create direct room";
+        let Some((low, high)) = room.direct_participants() else {
+            return Err(StoreError::NotFound {
+                what: format!("direct room {room}"),
+            });
+        };
+        // Every direct message passes here and the room nearly always exists: check with one
+        // read before opening a transaction.
+        if self.room_exists(room, OP).await? {
+            return Ok(());
+        }
+        let mut tx = self.begin(OP).await?;
+        require_user(&mut tx, &low, OP).await?;
+        require_user(&mut tx, &high, OP).await?;
+        sqlx::query(
+            "INSERT INTO rooms (name, private, last_seq, created_ms) VALUES ($1, TRUE, 0, $2) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(room.as_str())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(failed(OP))?;
+        sqlx::query(
+            "INSERT INTO room_members (room, user_name) VALUES ($1, $2), ($1, $3) \
+             ON CONFLICT (room, user_name) DO NOTHING",
+        )
+        .bind(room.as_str())
+        .bind(low.as_str())
+        .bind(high.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(failed(OP))?;
+        tx.commit().await.map_err(failed(OP))
+    }
+
+    pub(super) async fn insert_resume_token(
+        &self,
+        token_hash: &[u8],
+        user: &UserId,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO resume_tokens (hash, user_name, expires_ms) VALUES ($1, $2, $3)")
+            .bind(token_hash)
+            .bind(user.as_str())
+            .bind(expires_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(|source| match source.as_database_error() {
+                Some(db) if db.is_foreign_key_violation() => user_not_found(user),
+                Some(db) if db.is_unique_violation() => StoreError::AlreadyExists {
+                    what: "resume token".to_owned(),
+                },
+                _ => failed("insert resume token")(source),
+            })?;
+        Ok(())
+    }
+
+    pub(super) async fn take_resume_token(
+        &self,
+        token_hash: &[u8],
+        now_ms: i64,
+    ) -> Result<Option<UserId>, StoreError> {
+        const OP: &str = "take resume token";
+        let mut tx = self.begin(OP).await?;
+        // Two nodes presenting the same token: the second DELETE waits for the first and
+        // then finds nothing, so a token works once.
+        let token: Option<(String, i64)> = sqlx::query_as(
+            "DELETE FROM resume_tokens WHERE hash = $1 RETURNING user_name, expires_ms",
+        )
+        .bind(token_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(failed(OP))?;
+        // Expired tokens of users who never came back would otherwise stay forever; purging
+        // them here costs one indexed delete per resume.
+        sqlx::query("DELETE FROM resume_tokens WHERE expires_ms <= $1")
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(failed(OP))?;
+        let user = match token {
+            Some((user, expires_ms)) if now_ms < expires_ms => {
+                let disabled: Option<bool> =
+                    sqlx::query_scalar("SELECT disabled FROM users WHERE name = $1")
+                        .bind(&user)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(failed(OP))?;
+                match disabled {
+                    Some(false) => Some(user_id(&user)?),
+                    Some(true) | None => None,
+                }
+            }
+            Some(_) | None => None,
+        };
+        tx.commit().await.map_err(failed(OP))?;
+        Ok(user)
+    }
+
+    pub(super) async fn set_room_retention(
+        &self,
+        room: &RoomId,
+        days: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query("UPDATE rooms SET retention_days = $2 WHERE name = $1")
+            .bind(room.as_str())
+            .bind(days.map(i64::from))
+            .execute(&self.pool)
+            .await
+            .map_err(failed("set room retention"))?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: format!("room {room}"),
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) async fn all_room_names(&self) -> Result<Vec<RoomId>, StoreError> {
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM rooms ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed("list room names"))?;
+        names
+            .iter()
+            .map(|name| RoomId::parse(name).map_err(|error| corrupt("room name", name, error)))
+            .collect()
+    }
+
+    /// A read-committed transaction: each statement sees what committed before it started,
+    /// which is what lets a commit see a resend's first commit once it holds the room lock.
+    async fn begin(&self, op: &'static str) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(failed(op))
+    }
+
+    async fn room_exists(&self, room: &RoomId, op: &'static str) -> Result<bool, StoreError> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rooms WHERE name = $1)")
+            .bind(room.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(failed(op))
+    }
+}
+
+/// Embedded at compile time; paths are relative to `daemon/Cargo.toml`.
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Connections are replaced after this long, so a daemon follows a failover or a changed
+/// `pg_hba.conf` and no server process grows without bound; half an hour (sqlx's default)
+/// costs one reconnect per connection per half hour.
+const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// Connections idle this long are closed, giving server slots back after a burst; five
+/// minutes keeps a pool warm between the bursts of an ordinary chat day.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+async fn require_room(
+    tx: &mut Transaction<'static, Postgres>,
+    room: &RoomId,
+    op: &'static str,
+) -> Result<(), StoreError> {
+    let found: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM rooms WHERE name = $1)")
+        .bind(room.as_str())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(failed(op))?;
+    if found {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound {
+            what: format!("room {room}"),
+        })
+    }
+}
+
+async fn require_user(
+    tx: &mut Transaction<'static, Postgres>,
+    user: &UserId,
+    op: &'static str,
+) -> Result<(), StoreError> {
+    let found: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE name = $1)")
+        .bind(user.as_str())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(failed(op))?;
+    if found {
+        Ok(())
+    } else {
+        Err(user_not_found(user))
+    }
+}
+
+async fn revoke_resume_tokens(
+    tx: &mut Transaction<'static, Postgres>,
+    user: &UserId,
+    op: &'static str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM resume_tokens WHERE user_name = $1")
+        .bind(user.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(failed(op))?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    name: String,
+    password_file: Vec<u8>,
+    disabled: bool,
+    created_ms: i64,
+}
+
+impl UserRow {
+    fn into_record(self) -> Result<UserRecord, StoreError> {
+        Ok(UserRecord {
+            name: user_id(&self.name)?,
+            password_file: self.password_file,
+            disabled: self.disabled,
+            created_ms: self.created_ms,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RoomRow {
+    name: String,
+    private: bool,
+    last_seq: i64,
+    members: i64,
+    retention_days: Option<i64>,
+}
+
+impl RoomRow {
+    fn into_record(self) -> Result<RoomRecord, StoreError> {
+        Ok(RoomRecord {
+            name: room_id(&self.name)?,
+            private: self.private,
+            last_seq: seq_value(self.last_seq)?,
+            members: u32::try_from(self.members).unwrap_or(u32::MAX),
+            retention_days: self
+                .retention_days
+                .map(|days| {
+                    u32::try_from(days)
+                        .map_err(|error| corrupt("retention days", &days.to_string(), error))
+                })
+                .transpose()?,
+        })
+    }
+}
+
+fn user_id(raw: &str) -> Result<UserId, StoreError> {
+    UserId::parse(raw).map_err(|error| corrupt("user name", raw, error))
+}
+
+fn room_id(raw: &str) -> Result<RoomId, StoreError> {
+    RoomId::parse(raw).map_err(|error| corrupt("room name", raw, error))
+}
+
+fn seq_value(raw: i64) -> Result<Seq, StoreError> {
+    u64::try_from(raw)
+        .map(Seq)
+        .map_err(|error| corrupt("sequence number", &raw.to_string(), error))
+}
+
+/// Sequence numbers are stored as BIGINT; no room reaches 2^63 messages, and a bound beyond
+/// that clamps to a bound no row passes.
+fn seq_param(seq: Seq) -> i64 {
+    i64::try_from(seq.0).unwrap_or(i64::MAX)
+}
+
+fn corrupt(what: &str, raw: &str, error: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        detail: format!("stored {what} {raw:?}: {error}"),
+    }
+}
+
+fn user_not_found(user: &UserId) -> StoreError {
+    StoreError::NotFound {
+        what: format!("user {user}"),
+    }
+}
+
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|db| db.is_unique_violation())
+}
+
+/// Maps a database error of operation `op`. Callers that know which row collided or was
+/// missing map unique and foreign-key violations themselves, with a better name. Everything
+/// that is not a data problem (connection refused or reset, pool timeout while the server is
+/// down, a deadlock or serialization failure, an administrator's cancel) is `Unavailable`:
+/// retrying later may work.
+fn failed(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |source| match &source {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::AlreadyExists {
+            what: format!("row written by {op}"),
+        },
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound {
+            what: format!("row referenced by {op}"),
+        },
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt {
+            detail: format!("{op}: {source}"),
+        },
+        _ => StoreError::Unavailable { op, source },
+    }
+}

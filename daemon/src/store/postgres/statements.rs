@@ -1,0 +1,73 @@
+//! The SQL of the PostgreSQL message path: committing, history, export and retention.
+//!
+//! Public so the query-plan check (`tests/tests/it/store_postgres_plans.rs`, described in
+//! `docs/store.md`) explains exactly the statements the store runs. Lists travel as arrays
+//! (`unnest`, `= ANY`) rather than as one `VALUES` row per entry: the text of each statement
+//! is the same for every batch size, so each is parsed and planned once per connection and
+//! stays in sqlx's statement cache.
+
+/// Locks the rows of a batch's rooms (`$1`, sorted) in name order and returns the names
+/// found. `FOR NO KEY UPDATE` is the lock the sequence update takes anyway; taking it first
+/// makes a resend wait for a concurrent first commit of the same message, and it does not
+/// block foreign-key checks (which take `KEY SHARE`).
+pub const LOCK_ROOMS: &str =
+    "SELECT name FROM rooms WHERE name = ANY($1) ORDER BY name FOR NO KEY UPDATE";
+
+/// The already committed messages among the keys `($1[i], $2[i], $3[i])` = (room, sender,
+/// cmid): one lookup in the `(room, sender, cmid)` unique index per key.
+pub const FIND_STORED: &str = "SELECT m.room, m.sender, m.cmid, m.seq, m.body, m.ts_ms \
+     FROM unnest($1::text[], $2::text[], $3::text[]) AS k (room, sender, cmid) \
+     JOIN messages m ON m.room = k.room AND m.sender = k.sender AND m.cmid = k.cmid";
+
+/// Advances the last sequence number of each room `$1[i]` by `$2[i]` and returns the new
+/// values. The rows are locked already ([`LOCK_ROOMS`]), so the order of the updates cannot
+/// deadlock.
+pub const RESERVE_SEQS: &str = "UPDATE rooms r SET last_seq = r.last_seq + c.count \
+     FROM unnest($1::text[], $2::bigint[]) AS c (name, count) \
+     WHERE r.name = c.name RETURNING r.name, r.last_seq";
+
+/// Inserts messages given column by column. A key that is already stored fails the whole
+/// statement: the commit path never inserts one, so that would be a bug to surface.
+pub const INSERT_MESSAGES: &str = "INSERT INTO messages (room, seq, sender, cmid, body, ts_ms) \
+     SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+                          $6::bigint[])";
+
+/// The newest `$2` messages of room `$1`, newest first.
+pub const HISTORY_LATEST: &str = "SELECT seq, sender, cmid, body, ts_ms FROM messages \
+     WHERE room = $1 ORDER BY seq DESC LIMIT $2";
+
+/// The `$3` messages of room `$1` just below seq `$2`, newest first.
+pub const HISTORY_BEFORE: &str = "SELECT seq, sender, cmid, body, ts_ms FROM messages \
+     WHERE room = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3";
+
+/// The `$3` messages of room `$1` just above seq `$2`, oldest first.
+pub const HISTORY_AFTER: &str = "SELECT seq, sender, cmid, body, ts_ms FROM messages \
+     WHERE room = $1 AND seq > $2 ORDER BY seq ASC LIMIT $3";
+
+/// An export page over every room: the `$5` messages after key `($1, $2)` in `(room, seq)`
+/// order with `$3 <= ts_ms < $4`. The row comparison is an index condition on the primary
+/// key, so each page starts where the previous one ended.
+pub const EXPORT_PAGE: &str = "SELECT room, seq, sender, cmid, body, ts_ms FROM messages \
+     WHERE (room, seq) > ($1, $2) AND ts_ms >= $3 AND ts_ms < $4 \
+     ORDER BY room, seq LIMIT $5";
+
+/// [`EXPORT_PAGE`] limited to the rooms `$6`.
+pub const EXPORT_PAGE_OF_ROOMS: &str = "SELECT room, seq, sender, cmid, body, ts_ms \
+     FROM messages \
+     WHERE (room, seq) > ($1, $2) AND ts_ms >= $3 AND ts_ms < $4 AND room = ANY($6) \
+     ORDER BY room, seq LIMIT $5";
+
+/// Deletes, of the `$3` oldest messages of room `$1`, those committed before `$2`. Only
+/// those `$3` rows of the primary key are read, so sweeping a room with nothing expired is
+/// cheap however long its history.
+pub const DELETE_EXPIRED: &str = "DELETE FROM messages WHERE room = $1 AND seq IN ( \
+         SELECT seq FROM ( \
+             SELECT seq, ts_ms FROM messages WHERE room = $1 ORDER BY seq LIMIT $3 \
+         ) AS oldest WHERE ts_ms < $2)";
+
+/// Stores imported messages given column by column, skipping any whose `(room, seq)` or
+/// `(room, sender, cmid)` is already stored (imported or sent before).
+pub const IMPORT_MESSAGES: &str = "INSERT INTO messages (room, seq, sender, cmid, body, ts_ms) \
+     SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+                          $6::bigint[]) \
+     ON CONFLICT DO NOTHING";
