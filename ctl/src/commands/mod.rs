@@ -27,39 +27,23 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         command,
     } = cli;
     let output = Output::new(json);
+    let config = config.as_deref();
     match command {
         Command::User(command) => {
-            user::run(
-                &mut connect(socket, config.as_deref()).await?,
-                output,
-                command,
-            )
-            .await?;
+            user::run(&mut connect(socket, config).await?, output, command).await?;
         }
         Command::Room(command) => {
-            room::run(
-                &mut connect(socket, config.as_deref()).await?,
-                output,
-                command,
-            )
-            .await?;
+            room::run(&mut connect(socket, config).await?, output, command).await?;
         }
-        Command::Status => {
-            status::run(&mut connect(socket, config.as_deref()).await?, output).await?
-        }
+        Command::Status => status::run(&mut connect(socket, config).await?, output).await?,
         Command::History(HistoryCommand::Export(args)) => {
             // The export's answer is a stream of lines, read on a connection of its own.
-            history::export(&socket_path(socket, config.as_deref())?, args).await?;
+            history::export(&socket_path(socket, config)?, args).await?;
         }
         Command::History(HistoryCommand::Import { file }) => {
-            history::import(
-                &mut connect(socket, config.as_deref()).await?,
-                output,
-                &file,
-            )
-            .await?;
+            history::import(&mut connect(socket, config).await?, output, &file).await?;
         }
-        Command::Db(command) => db::run(config.as_deref(), output, command).await?,
+        Command::Db(command) => db::run(config, output, command).await?,
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! Nothing but admin requests is served here.
 //!
 //! # Layout
-//! - this file: the listener, the per-connection loop and [`Replies`].
+//! - this file: the listener, the per-connection loop and `Replies` (the writing half).
 //! - `commands`: one function per request.
 //! - `history`: exporting and importing history.
 
