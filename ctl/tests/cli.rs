@@ -270,6 +270,10 @@ fn streaming_peer(
     })
 }
 
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a failure here fails the test"
+)]
 fn message(room: &str, seq: u64, body: &str) -> Message {
     Message {
         room: RoomId::parse(room).unwrap(),
@@ -335,7 +339,7 @@ fn history_export_writes_each_streamed_page_and_checks_the_count() {
     };
     let rooms: Vec<&str> = rooms.iter().map(RoomId::as_str).collect();
     assert_eq!(rooms, ["alpha", "dm:alice:bob"]);
-    assert_eq!(*since_ms, Some(1_795_564_800_000));
+    assert_eq!(*since_ms, Some(1_795_608_000_000));
     assert_eq!(*until_ms, Some(1_795_651_200_000));
 
     // A stream whose end does not match what came is reported, not taken as complete.
@@ -736,4 +740,22 @@ fn an_empty_password_is_refused_before_anything_is_sent() {
         text(&output.stderr)
     );
     assert!(peer.join().unwrap().is_empty());
+}
+
+#[test]
+fn an_export_to_a_file_with_no_daemon_exits_3_and_creates_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("chatd.sock");
+    let file = dir.path().join("history.jsonl");
+    let args = [
+        "--socket",
+        socket.to_str().unwrap(),
+        "history",
+        "export",
+        "--output",
+        file.to_str().unwrap(),
+    ];
+    let output = run(&mut chatctl(&args), "");
+    assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
+    assert!(!file.exists());
 }

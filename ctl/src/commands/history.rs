@@ -51,16 +51,18 @@ pub(super) async fn export(socket: &Path, args: ExportArgs) -> Result<(), Failur
         since_ms: args.since,
         until_ms: args.until,
     };
+    // Connected before the output file is created, so an unreachable daemon leaves no file.
+    let replies = ReplyStream::open(socket, &request).await?;
     let Some(path) = args.output else {
         let stdout = std::io::stdout().lock();
-        return stream_export(socket, &request, args.format, stdout, "standard output")
+        return stream_export(replies, args.format, stdout, "standard output")
             .await
             .map(drop);
     };
     let file = File::create(&path)
         .map_err(|e| Failure::Usage(format!("cannot create {}: {e}", path.display())))?;
     let destination = path.display().to_string();
-    let written = stream_export(socket, &request, args.format, &file, &destination).await;
+    let written = stream_export(replies, args.format, &file, &destination).await;
     let synced = written.and_then(|_| {
         // On disk before chatctl reports success, so a crash right after cannot leave a
         // short file behind a successful exit.
@@ -80,11 +82,10 @@ pub(super) async fn export(socket: &Path, args: ExportArgs) -> Result<(), Failur
     Ok(())
 }
 
-/// Reads the answer to `request` and writes each message as a record of `format` to `out`;
-/// returns how many were written. `destination` names `out` in messages.
+/// Reads the export's answer from `replies` and writes each message as a record of `format` to
+/// `out`; returns how many were written. `destination` names `out` in messages.
 async fn stream_export(
-    socket: &Path,
-    request: &AdminRequest,
+    mut replies: ReplyStream,
     format: Format,
     out: impl Write,
     destination: &str,
@@ -95,7 +96,6 @@ async fn stream_export(
         ))
     };
     let mut writer = RecordWriter::new(format, out).map_err(|e| write_failed(0, e))?;
-    let mut replies = ReplyStream::open(socket, request).await?;
     let mut progress = Progress::on_terminal("exported");
     let mut written: u64 = 0;
     let incomplete = |failure: Failure, written: u64| {

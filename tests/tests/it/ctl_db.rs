@@ -26,7 +26,11 @@ async fn db_migrate_readies_a_postgres_database_for_a_chatd_that_does_not_migrat
     let url = postgres.create_database().await;
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &format!("url = {url:?}\n"));
-    let name = format!("PostgreSQL database {}", url.rsplit('/').next().unwrap());
+    let database = url.rsplit('/').next().unwrap();
+    let name = format!(
+        "PostgreSQL database {database} on 127.0.0.1:{}",
+        postgres.port()
+    );
     migrate_then_start(&config, &name).await;
 }
 
