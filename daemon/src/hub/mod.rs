@@ -1,7 +1,7 @@
 //! The hub: which local sessions sit in which room, and fan-out of events to them.
 //!
 //! Each event is encoded once; every recipient gets the same `Bytes`. Pushing never waits:
-//! a session whose outbox is full is kicked as a slow consumer (see [`outbox`]). The lock is
+//! a session whose outbox is full is kicked as a slow consumer (see [`outbox`](mod@outbox)). The lock is
 //! a std mutex held only for map updates and non-blocking pushes, never across an await.
 //!
 //! Direct-message rooms are delivered to every session of both participants, whether or not

@@ -16,10 +16,45 @@ impl SqliteStore {
         after: Option<(&RoomId, Seq)>,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError> {
+        if filter.rooms.is_empty() {
+            return self.export_rows(None, filter, after, limit).await;
+        }
+        // With a room filter, each room is read on its own (`room = ? AND seq > ?`): an
+        // `IN` list would make SQLite restart every page at the start of the room.
+        let mut rooms: Vec<&RoomId> = filter.rooms.iter().collect();
+        rooms.sort();
+        rooms.dedup();
+        let mut page = Vec::new();
+        for room in rooms {
+            let from = match after {
+                Some((after_room, _)) if room < after_room => continue,
+                Some((after_room, seq)) if room == after_room => Some((room, seq)),
+                _ => None,
+            };
+            let wanted = limit.saturating_sub(u32::try_from(page.len()).unwrap_or(u32::MAX));
+            if wanted == 0 {
+                break;
+            }
+            page.extend(self.export_rows(Some(room), filter, from, wanted).await?);
+        }
+        Ok(page)
+    }
+
+    /// One export page over every room, or over `only` when given.
+    async fn export_rows(
+        &self,
+        only: Option<&RoomId>,
+        filter: &ExportFilter,
+        after: Option<(&RoomId, Seq)>,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
         // The row-value comparison walks the (room, seq) primary key from the last key the
         // caller saw, so every page costs the same however deep into the export it is.
-        let (after_room, after_seq) =
-            after.map_or(("", 0), |(room, seq)| (room.as_str(), seq_param(seq)));
+        let (after_room, after_seq) = match (after, only) {
+            (Some((room, seq)), _) => (room.as_str(), seq_param(seq)),
+            (None, Some(room)) => (room.as_str(), 0),
+            (None, None) => ("", 0),
+        };
         let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(
             "SELECT room, seq, sender, cmid, body, ts_ms FROM messages WHERE (room, seq) > (",
         );
@@ -28,20 +63,15 @@ impl SqliteStore {
             .push(", ")
             .push_bind(after_seq)
             .push(")");
+        if let Some(room) = only {
+            query.push(" AND room = ").push_bind(room.as_str());
+        }
         query
             .push(" AND ts_ms >= ")
             .push_bind(filter.since_ms.unwrap_or(i64::MIN));
         query
             .push(" AND ts_ms < ")
             .push_bind(filter.until_ms.unwrap_or(i64::MAX));
-        if !filter.rooms.is_empty() {
-            query.push(" AND room IN (");
-            let mut rooms = query.separated(", ");
-            for room in &filter.rooms {
-                rooms.push_bind(room.as_str());
-            }
-            query.push(")");
-        }
         query
             .push(" ORDER BY room, seq LIMIT ")
             .push_bind(i64::from(limit));

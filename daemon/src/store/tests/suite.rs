@@ -670,6 +670,29 @@ pub async fn export_pages_in_room_seq_order_with_filters(store: &Store) {
         .collect();
     assert_eq!(lobby_seqs, [1, 2, 3]);
 
+    let two_rooms = ExportFilter {
+        rooms: vec![lobby.clone(), annex.clone(), lobby.clone()],
+        ..ExportFilter::default()
+    };
+    let both: Vec<(String, u64)> = export_all(store, &two_rooms, 2)
+        .await
+        .iter()
+        .map(|m| (m.room.to_string(), m.seq.0))
+        .collect();
+    assert_eq!(
+        both,
+        [
+            ("annex", 1),
+            ("annex", 2),
+            ("annex", 3),
+            ("lobby", 1),
+            ("lobby", 2),
+            ("lobby", 3)
+        ]
+        .map(|(r, s)| (r.to_owned(), s)),
+        "pages cross from one filtered room to the next"
+    );
+
     let window = ExportFilter {
         since_ms: Some(200),
         until_ms: Some(300),
