@@ -124,7 +124,13 @@ impl PgStore {
                 .bind(seq_param(after))
                 .bind(fetch),
         };
-        let mut rows: Vec<HistoryRow> = query.fetch_all(&self.pool).await.map_err(failed(OP))?;
+        // Planned per call, not cached: see `statements` on why reads of `messages` are not
+        // prepared once per connection.
+        let mut rows: Vec<HistoryRow> = query
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(failed(OP))?;
         let has_more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
         if !matches!(range, HistoryRange::After(_)) {
@@ -235,6 +241,7 @@ async fn find_stored<'a>(
         .bind(&rooms)
         .bind(&senders)
         .bind(&cmids)
+        .persistent(false)
         .fetch_all(&mut **tx)
         .await
         .map_err(failed(OP))?;

@@ -39,7 +39,9 @@ impl PgStore {
             let rooms: Vec<&str> = filter.rooms.iter().map(RoomId::as_str).collect();
             query.bind(rooms)
         };
+        // Planned per call like every read of `messages` (see `statements`).
         let rows: Vec<ExportRow> = query
+            .persistent(false)
             .fetch_all(&self.pool)
             .await
             .map_err(failed("export history"))?;
