@@ -13,11 +13,13 @@
 //! - this file: the `Store` enum, its records and [`StoreError`].
 //! - `sqlite`: the embedded default backend.
 //! - `postgres`: the production backend; several daemons may share one database.
+//! - `batch`: the per-batch bookkeeping both backends share (resend keys, slots).
 //! - `writer`: the group-commit writer task and its bounded queue.
 //! - `suite` (`tests/suite.rs`): the checks every backend must pass; public with the
 //!   `test-suite` feature so the integration tests run them against PostgreSQL.
 //! - `tests`: runs the suite against SQLite, and the writer's tests.
 
+mod batch;
 pub mod postgres;
 pub mod sqlite;
 pub mod writer;

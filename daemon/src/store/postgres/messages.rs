@@ -14,6 +14,7 @@ use super::statements::{
     RESERVE_SEQS,
 };
 use super::{PgStore, corrupt, failed, seq_param, seq_value, user_id};
+use crate::store::batch::{MessageKey, Slot, StoredMessage};
 use crate::store::{Committed, HistoryPage, HistoryRange, NewMessage, StoreError};
 
 impl PgStore {
@@ -142,56 +143,6 @@ impl PgStore {
             .collect::<Result<_, _>>()?;
         Ok(HistoryPage { messages, has_more })
     }
-}
-
-/// `(room, sender, cmid)`, the key that makes a resend idempotent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct MessageKey<'a> {
-    room: &'a str,
-    sender: &'a str,
-    cmid: &'a str,
-}
-
-impl<'a> MessageKey<'a> {
-    fn of(message: &'a NewMessage) -> Self {
-        Self {
-            room: message.room.as_str(),
-            sender: message.from.as_str(),
-            cmid: message.cmid.as_str(),
-        }
-    }
-}
-
-/// A message committed by an earlier transaction, as a resend finds it.
-#[derive(Debug, Clone)]
-struct StoredMessage {
-    seq: Seq,
-    body: String,
-    ts_ms: i64,
-}
-
-impl StoredMessage {
-    /// The stored message, named by the resend's ids (equal to the stored ones by the key).
-    fn into_message(self, resend: &NewMessage) -> Message {
-        Message {
-            room: resend.room.clone(),
-            seq: self.seq,
-            from: resend.from.clone(),
-            body: self.body,
-            ts: self.ts_ms,
-            cmid: Some(resend.cmid.clone()),
-        }
-    }
-}
-
-/// What one entry of a batch turned out to be.
-enum Slot {
-    /// Committed before this batch.
-    Stored(StoredMessage),
-    /// A resend of the entry at this earlier index of the same batch.
-    SameAs(usize),
-    /// New: it takes the next sequence number of its room.
-    New,
 }
 
 /// Locks the rows of `rooms` in name order until commit; the first one missing fails the

@@ -7,6 +7,7 @@ use protocol::{ClientMsgId, Message, RoomId, Seq};
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::{SqliteStore, failed, seq_value, user_id};
+use crate::store::batch::{MessageKey, Slot, StoredMessage};
 use crate::store::{Committed, HistoryPage, HistoryRange, NewMessage, StoreError};
 
 impl SqliteStore {
@@ -143,56 +144,6 @@ impl SqliteStore {
 /// Rows per multi-row statement: 100 messages are 600 parameters, far below SQLite's 32 766
 /// and Postgres's 65 535, and large enough that a full batch takes few statements.
 const ROWS_PER_STATEMENT: usize = 100;
-
-/// `(room, sender, cmid)`, the key that makes a resend idempotent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct MessageKey<'a> {
-    room: &'a str,
-    sender: &'a str,
-    cmid: &'a str,
-}
-
-impl<'a> MessageKey<'a> {
-    fn of(message: &'a NewMessage) -> Self {
-        Self {
-            room: message.room.as_str(),
-            sender: message.from.as_str(),
-            cmid: message.cmid.as_str(),
-        }
-    }
-}
-
-/// A message committed by an earlier transaction, as a resend finds it.
-#[derive(Debug, Clone)]
-struct StoredMessage {
-    seq: Seq,
-    body: String,
-    ts_ms: i64,
-}
-
-impl StoredMessage {
-    /// The stored message, named by the resend's ids (equal to the stored ones by the key).
-    fn into_message(self, resend: &NewMessage) -> Message {
-        Message {
-            room: resend.room.clone(),
-            seq: self.seq,
-            from: resend.from.clone(),
-            body: self.body,
-            ts: self.ts_ms,
-            cmid: Some(resend.cmid.clone()),
-        }
-    }
-}
-
-/// What one entry of a batch turned out to be.
-enum Slot {
-    /// Committed before this batch.
-    Stored(StoredMessage),
-    /// A resend of the entry at this earlier index of the same batch.
-    SameAs(usize),
-    /// New: it takes the next sequence number of its room.
-    New,
-}
 
 /// The already committed messages among the batch's keys.
 async fn find_stored<'a>(
