@@ -79,7 +79,7 @@ async fn migrate_then_start(config_file: &Path, name: &str) {
     let (code, out, err) = chatctl(config_file, &["db", "status"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
-        out.starts_with(&format!("{name}\nVERSION  DESCRIPTION  STATE\n")),
+        out.starts_with(&format!("{name}\nVERSION  DESCRIPTION ")),
         "{out}"
     );
     let schema = out.lines().find(|line| line.starts_with("1 ")).unwrap();
@@ -87,8 +87,14 @@ async fn migrate_then_start(config_file: &Path, name: &str) {
         schema.contains("schema") && schema.ends_with("pending"),
         "{out}"
     );
+    let pending = out
+        .lines()
+        .filter(|line| line.ends_with(" pending"))
+        .count();
     assert!(
-        out.contains("pending: apply with `chatctl db migrate`"),
+        out.contains(&format!(
+            "\n{pending} pending: apply with `chatctl db migrate`"
+        )),
         "{out}"
     );
 
@@ -98,6 +104,11 @@ async fn migrate_then_start(config_file: &Path, name: &str) {
         out.starts_with(&format!("{name}\napplied 1 schema\n")),
         "{out}"
     );
+    let applied = out
+        .lines()
+        .filter(|line| line.starts_with("applied "))
+        .count();
+    assert_eq!(applied, pending, "{out}");
     assert!(out.contains("\nthe schema is up to date ("), "{out}");
 
     let (code, out, err) = chatctl(config_file, &["--json", "db", "migrate"]).await;

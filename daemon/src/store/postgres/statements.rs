@@ -6,39 +6,29 @@
 //! is the same for every batch size, so each is parsed and planned once per connection and
 //! stays in sqlx's statement cache.
 //!
-//! Except the reads of `messages` (history, resend lookup, export): those run unprepared and
-//! are planned per call. A prepared statement switches to a generic plan after five runs, and
-//! on a young table (never analyzed, a few pages) that plan is a sequential scan which then
+//! Except the reads of `messages` (history, export): those run unprepared and are planned per
+//! call, as the commit function plans its resend lookup. A prepared statement switches to a
+//! generic plan after five runs, and on a young table (never analyzed, a few pages) that plan is a sequential scan which then
 //! stays cached on the connection while the table grows: measured on a fresh database, the
 //! resend lookup degraded to 747 sequential scans reading 9 million rows in one 20,000-message
 //! run (4.9 ms per batch, 3,430 acked sends/s). Planning per call costs a fraction of a
 //! millisecond and always sees the table's real size.
 
-/// Locks the rows of a batch's rooms (`$1`, sorted) in name order and returns the names
-/// found. `FOR NO KEY UPDATE` is the lock the sequence update takes anyway; taking it first
-/// makes a resend wait for a concurrent first commit of the same message, and it does not
-/// block foreign-key checks (which take `KEY SHARE`).
-pub const LOCK_ROOMS: &str =
-    "SELECT name FROM rooms WHERE name = ANY($1) ORDER BY name FOR NO KEY UPDATE";
+/// Commits a batch: `$1..$4` are the sends' rooms, senders, client message ids and bodies,
+/// `$5` the commit time. One row per send, in order: sequence number, stored body, stored
+/// time, and whether it was a resend. See `migrations/postgres/0002_commit_function.sql`.
+pub const APPEND_BATCH: &str = "SELECT o_seq, o_body, o_ts_ms, o_duplicate \
+     FROM chatd_append_batch($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint)";
+
+/// The SQLSTATE with which [`APPEND_BATCH`] fails when a room does not exist; the error's
+/// detail is the room's name.
+pub const APPEND_ROOM_MISSING: &str = "CHD01";
 
 /// The already committed messages among the keys `($1[i], $2[i], $3[i])` = (room, sender,
-/// cmid): one lookup in the `(room, sender, cmid)` unique index per key.
-pub const FIND_STORED: &str = "SELECT m.room, m.sender, m.cmid, m.seq, m.body, m.ts_ms \
-     FROM unnest($1::text[], $2::text[], $3::text[]) AS k (room, sender, cmid) \
-     JOIN messages m ON m.room = k.room AND m.sender = k.sender AND m.cmid = k.cmid";
-
-/// Advances the last sequence number of each room `$1[i]` by `$2[i]` and returns the new
-/// values. The rows are locked already ([`LOCK_ROOMS`]), so the order of the updates cannot
-/// deadlock.
-pub const RESERVE_SEQS: &str = "UPDATE rooms r SET last_seq = r.last_seq + c.count \
-     FROM unnest($1::text[], $2::bigint[]) AS c (name, count) \
-     WHERE r.name = c.name RETURNING r.name, r.last_seq";
-
-/// Inserts messages given column by column. A key that is already stored fails the whole
-/// statement: the commit path never inserts one, so that would be a bug to surface.
-pub const INSERT_MESSAGES: &str = "INSERT INTO messages (room, seq, sender, cmid, body, ts_ms) \
-     SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
-                          $6::bigint[])";
+/// cmid), as [`APPEND_BATCH`] looks them up: one probe of the `(room, sender, cmid)` unique
+/// index per key. The SQL function is inlined, so EXPLAIN shows the probes.
+pub const FIND_STORED: &str =
+    "SELECT idx, seq, body, ts_ms FROM chatd_stored_messages($1::text[], $2::text[], $3::text[])";
 
 /// The newest `$2` messages of room `$1`, newest first.
 pub const HISTORY_LATEST: &str = "SELECT seq, sender, cmid, body, ts_ms FROM messages \
