@@ -162,6 +162,12 @@ pub struct StatusInfo {
     pub listeners: Vec<String>,
     /// The store backend (`sqlite` or `postgres`).
     pub store: String,
+    /// Transactions the group-commit writer has run since start (committed or failed).
+    #[serde(default)]
+    pub store_commits: u64,
+    /// Sends those transactions carried; divided by `store_commits`, the mean batch size.
+    #[serde(default)]
+    pub store_committed_sends: u64,
 }
 
 /// The daemon's reply to one request.

@@ -65,6 +65,8 @@ pub(super) async fn handle<W: AsyncWrite + Unpin>(
             sessions: node.hub.session_count(),
             listeners: node.listeners.clone(),
             store: node.store.backend().to_owned(),
+            store_commits: node.writer.transactions(),
+            store_committed_sends: node.writer.batched_sends(),
         })),
         AdminRequest::HistoryExport {
             rooms,

@@ -58,7 +58,14 @@ pub enum AppendError {
 #[derive(Debug, Clone)]
 pub struct WriterHandle {
     queue: mpsc::Sender<Request>,
-    transactions: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+}
+
+/// What the writer has done since start, for status and benchmarks.
+#[derive(Debug, Default)]
+struct Counters {
+    transactions: AtomicU64,
+    sends: AtomicU64,
 }
 
 impl WriterHandle {
@@ -86,7 +93,13 @@ impl WriterHandle {
 
     /// Transactions the writer has run so far, committed or failed.
     pub fn transactions(&self) -> u64 {
-        self.transactions.load(Ordering::Relaxed)
+        self.counters.transactions.load(Ordering::Relaxed)
+    }
+
+    /// Sends carried by those transactions; divided by [`Self::transactions`], the mean
+    /// batch size.
+    pub fn batched_sends(&self) -> u64 {
+        self.counters.sends.load(Ordering::Relaxed)
     }
 
     /// Sends waiting in the queue (not counting the batch being committed).
@@ -108,20 +121,17 @@ pub fn spawn_writer(
     tasks: &Tasks,
 ) -> WriterHandle {
     let (queue, requests) = mpsc::channel(settings.queue_capacity.max(1));
-    let transactions = Arc::new(AtomicU64::new(0));
+    let counters = Arc::new(Counters::default());
     let writer = Writer {
         store,
         max_batch: settings.max_batch.max(1),
         max_batch_delay: settings.max_batch_delay,
         publish,
         requests,
-        transactions: Arc::clone(&transactions),
+        counters: Arc::clone(&counters),
     };
     tasks.spawn("store writer", writer.run(tasks.token().clone()));
-    WriterHandle {
-        queue,
-        transactions,
-    }
+    WriterHandle { queue, counters }
 }
 
 /// One queued send and where its answer goes.
@@ -138,7 +148,7 @@ struct Writer {
     max_batch_delay: Duration,
     publish: Box<dyn FnMut(&Message) + Send>,
     requests: mpsc::Receiver<Request>,
-    transactions: Arc<AtomicU64>,
+    counters: Arc<Counters>,
 }
 
 impl Writer {
@@ -212,7 +222,10 @@ impl Writer {
             .unzip();
         let started = Instant::now();
         let result = self.store.append_batch(&messages, now_ms()).await;
-        self.transactions.fetch_add(1, Ordering::Relaxed);
+        self.counters.transactions.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .sends
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
         let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         match result {
             Ok(committed) => {
