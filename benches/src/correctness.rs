@@ -1,21 +1,97 @@
-//! Whether a run delivered what it should: every client received every message of the room
-//! exactly once, in sequence order without a gap, and in the order the store committed them
-//! (the sequence numbers in the acks). Pure bookkeeping, fed by the run and unit tested here.
+//! Whether a run delivered what it should: every client received every message of each of
+//! its rooms exactly once, in sequence order without a gap, and in the order the store
+//! committed them (the sequence numbers in the acks). Pure bookkeeping, fed by the run and
+//! unit tested here; one [`RoomPlan`] says which messages a room carries.
 //!
 //! The order is compared through a fingerprint, a hash over `(seq, sender, index)` in
 //! arrival order, so the check keeps two bits per expected message per client instead of
 //! every client's whole log.
+
+use std::sync::Arc;
 
 use serde::Serialize;
 
 /// Problems listed in detail per client; beyond that they are only counted.
 const MAX_LISTED_PROBLEMS: usize = 5;
 
-/// What one client received.
+/// Which messages one room carries. Each sender sends `messages_per_sender` messages in
+/// turn to the rooms it is in: its message `index` goes to its room number
+/// `index % rooms_of_sender`. A room's messages are numbered by slot, member by member.
+#[derive(Debug, Clone)]
+pub struct RoomPlan {
+    messages_per_sender: usize,
+    /// The members' numbers, ascending.
+    senders: Vec<usize>,
+    /// Per member: how many rooms it sends to, and which of them this room is.
+    turns: Vec<(usize, usize)>,
+    /// Per member: its first slot; one more entry holds the total.
+    offsets: Vec<usize>,
+}
+
+impl RoomPlan {
+    /// A room whose members are `(sender, rooms the sender sends to, this room's place among
+    /// them)`, in ascending order of sender.
+    pub fn new(members: &[(usize, usize, usize)], messages_per_sender: usize) -> Self {
+        let mut offsets = Vec::with_capacity(members.len() + 1);
+        let mut total = 0;
+        for &(_, rooms, place) in members {
+            offsets.push(total);
+            total += messages_per_sender
+                .saturating_sub(place)
+                .div_ceil(rooms.max(1));
+        }
+        offsets.push(total);
+        Self {
+            messages_per_sender,
+            senders: members.iter().map(|member| member.0).collect(),
+            turns: members
+                .iter()
+                .map(|&(_, rooms, place)| (rooms.max(1), place))
+                .collect(),
+            offsets,
+        }
+    }
+
+    /// One room that every one of `senders` sends all its messages to.
+    pub fn single(senders: usize, messages_per_sender: usize) -> Self {
+        let members: Vec<_> = (0..senders).map(|sender| (sender, 1, 0)).collect();
+        Self::new(&members, messages_per_sender)
+    }
+
+    /// Messages the room carries.
+    pub fn len(&self) -> usize {
+        self.offsets.last().copied().unwrap_or(0)
+    }
+
+    /// Whether the room carries no message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The slot of message `index` of `sender`, if this room carries it.
+    pub fn slot(&self, sender: usize, index: usize) -> Option<usize> {
+        let member = self.senders.binary_search(&sender).ok()?;
+        let (rooms, place) = self.turns[member];
+        (index < self.messages_per_sender && index % rooms == place)
+            .then(|| self.offsets[member] + index / rooms)
+    }
+
+    /// The sender and index of the message in `slot`.
+    fn origin(&self, slot: usize) -> (usize, usize) {
+        let member = self.offsets.partition_point(|offset| *offset <= slot) - 1;
+        let (rooms, place) = self.turns[member];
+        (
+            self.senders[member],
+            (slot - self.offsets[member]) * rooms + place,
+        )
+    }
+}
+
+/// What one client received in one room.
 #[derive(Debug, Clone)]
 pub struct DeliveryCheck {
     client: usize,
-    messages_per_sender: usize,
+    plan: Arc<RoomPlan>,
     seen: Vec<bool>,
     next_seq: u64,
     received: u64,
@@ -24,13 +100,13 @@ pub struct DeliveryCheck {
 }
 
 impl DeliveryCheck {
-    /// A check for client `client` of `senders` clients sending `messages_per_sender` each,
-    /// whose room's first new message has sequence number `first_seq`.
-    pub fn new(client: usize, senders: usize, messages_per_sender: usize, first_seq: u64) -> Self {
+    /// A check for client `client` in the room of `plan`, whose first new message has
+    /// sequence number `first_seq`.
+    pub fn new(client: usize, plan: Arc<RoomPlan>, first_seq: u64) -> Self {
         Self {
             client,
-            messages_per_sender,
-            seen: vec![false; senders * messages_per_sender],
+            seen: vec![false; plan.len()],
+            plan,
             next_seq: first_seq,
             received: 0,
             fingerprint: Fingerprint::new(),
@@ -50,9 +126,8 @@ impl DeliveryCheck {
         }
         self.next_seq = seq.saturating_add(1);
         let slot = origin.and_then(|(sender, index)| {
-            (index < self.messages_per_sender)
-                .then(|| sender * self.messages_per_sender + index)
-                .filter(|slot| *slot < self.seen.len())
+            self.plan
+                .slot(sender, index)
                 .map(|slot| (slot, sender, index))
         });
         let Some((slot, sender, index)) = slot else {
@@ -81,27 +156,29 @@ impl DeliveryCheck {
     }
 }
 
-/// The acks every sender got, by sender and index.
+/// The acks the senders got for one room's messages.
 #[derive(Debug, Clone)]
 pub struct AckLog {
-    messages_per_sender: usize,
+    plan: Arc<RoomPlan>,
     seq_of: Vec<Option<u64>>,
 }
 
 impl AckLog {
-    /// An empty log for `senders` clients sending `messages_per_sender` each.
-    pub fn new(senders: usize, messages_per_sender: usize) -> Self {
+    /// An empty log for the room of `plan`.
+    pub fn new(plan: Arc<RoomPlan>) -> Self {
         Self {
-            messages_per_sender,
-            seq_of: vec![None; senders * messages_per_sender],
+            seq_of: vec![None; plan.len()],
+            plan,
         }
     }
 
-    /// Records that message `index` of `sender` was acknowledged with `seq`.
+    /// Records that message `index` of `sender` was acknowledged with `seq`; ignored when
+    /// the room does not carry that message.
     pub fn handle_ack(&mut self, sender: usize, index: usize, seq: u64) {
         if let Some(slot) = self
-            .seq_of
-            .get_mut(sender * self.messages_per_sender + index)
+            .plan
+            .slot(sender, index)
+            .and_then(|slot| self.seq_of.get_mut(slot))
         {
             *slot = Some(seq);
         }
@@ -123,8 +200,8 @@ pub struct Correctness {
     pub problems: Vec<String>,
 }
 
-/// Judges a run: `first_seq` is the sequence number the room's first message of the run
-/// should get.
+/// Judges one room of a run: `first_seq` is the sequence number the room's first message of
+/// the run should get.
 pub fn judge(acks: &AckLog, deliveries: &[DeliveryCheck], first_seq: u64) -> Correctness {
     let mut problems = Problems::default();
     let expected = acks.seq_of.len() as u64;
@@ -140,8 +217,8 @@ pub fn judge(acks: &AckLog, deliveries: &[DeliveryCheck], first_seq: u64) -> Cor
         .enumerate()
         .filter_map(|(slot, seq)| {
             seq.map(|seq| {
-                let sender = slot / acks.messages_per_sender;
-                (seq, sender, slot % acks.messages_per_sender)
+                let (sender, index) = acks.plan.origin(slot);
+                (seq, sender, index)
             })
         })
         .collect();
@@ -241,8 +318,12 @@ mod tests {
     use super::*;
 
     /// Two senders with two messages each, committed as 0/0, 1/0, 0/1, 1/1 from seq 1.
+    fn plan(senders: usize, messages: usize) -> Arc<RoomPlan> {
+        Arc::new(RoomPlan::single(senders, messages))
+    }
+
     fn acks() -> AckLog {
-        let mut acks = AckLog::new(2, 2);
+        let mut acks = AckLog::new(plan(2, 2));
         acks.handle_ack(0, 0, 1);
         acks.handle_ack(1, 0, 2);
         acks.handle_ack(0, 1, 3);
@@ -251,7 +332,7 @@ mod tests {
     }
 
     fn delivered(order: &[(u64, usize, usize)]) -> DeliveryCheck {
-        let mut check = DeliveryCheck::new(0, 2, 2, 1);
+        let mut check = DeliveryCheck::new(0, plan(2, 2), 1);
         for (seq, sender, index) in order {
             check.handle_message(*seq, Some((*sender, *index)));
         }
@@ -308,9 +389,9 @@ mod tests {
 
     #[test]
     fn missing_acks_and_foreign_bodies_are_reported() {
-        let mut acks = AckLog::new(2, 2);
+        let mut acks = AckLog::new(plan(2, 2));
         acks.handle_ack(0, 0, 1);
-        let mut check = DeliveryCheck::new(3, 2, 2, 1);
+        let mut check = DeliveryCheck::new(3, plan(2, 2), 1);
         check.handle_message(1, None);
         check.handle_message(2, Some((7, 0)));
         let verdict = judge(&acks, &[check], 1);
@@ -325,12 +406,47 @@ mod tests {
 
     #[test]
     fn problems_beyond_the_listed_few_are_counted() {
-        let mut check = DeliveryCheck::new(0, 1, 20, 1);
+        let mut check = DeliveryCheck::new(0, plan(1, 20), 1);
         for _ in 0..20 {
             check.handle_message(1, Some((0, 0)));
         }
-        let verdict = judge(&AckLog::new(0, 20), &[check], 1);
+        let verdict = judge(&AckLog::new(plan(0, 20)), &[check], 1);
         assert_eq!(verdict.problems.len(), MAX_LISTED_PROBLEMS + 1);
         assert!(verdict.problems.last().unwrap().contains("more problems"));
+    }
+
+    #[test]
+    fn a_room_plan_numbers_the_turns_of_each_member() {
+        // Sender 1 sends to 3 rooms and this is its second (indexes 1, 4, 7 of 0..9);
+        // sender 4 sends only here (indexes 0..9).
+        let plan = RoomPlan::new(&[(1, 3, 1), (4, 1, 0)], 9);
+        assert_eq!(plan.len(), 3 + 9);
+        assert_eq!(plan.slot(1, 1), Some(0));
+        assert_eq!(plan.slot(1, 7), Some(2));
+        assert_eq!(plan.slot(1, 2), None);
+        assert_eq!(plan.slot(1, 10), None);
+        assert_eq!(plan.slot(2, 0), None);
+        assert_eq!(plan.slot(4, 0), Some(3));
+        assert_eq!(plan.slot(4, 8), Some(11));
+        for slot in 0..plan.len() {
+            let (sender, index) = plan.origin(slot);
+            assert_eq!(plan.slot(sender, index), Some(slot));
+        }
+    }
+
+    #[test]
+    fn a_room_judges_only_its_own_messages() {
+        // Sender 0 alternates between two rooms; this is its first (indexes 0 and 2).
+        let plan = Arc::new(RoomPlan::new(&[(0, 2, 0)], 4));
+        let mut acks = AckLog::new(Arc::clone(&plan));
+        acks.handle_ack(0, 0, 1);
+        acks.handle_ack(0, 1, 1); // the other room's message: not this room's
+        acks.handle_ack(0, 2, 2);
+        let mut check = DeliveryCheck::new(0, plan, 1);
+        check.handle_message(1, Some((0, 0)));
+        assert!(!check.is_complete());
+        check.handle_message(2, Some((0, 2)));
+        assert!(check.is_complete());
+        assert!(judge(&acks, &[check], 1).correct);
     }
 }

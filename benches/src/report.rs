@@ -17,6 +17,8 @@ pub struct Report {
     pub transport: &'static str,
     /// Clients; each sends and receives.
     pub clients: usize,
+    /// Rooms the clients were spread over.
+    pub rooms: usize,
     /// Messages each client sends.
     pub messages_per_client: usize,
     /// Sends each client keeps outstanding.
@@ -45,8 +47,39 @@ pub struct Report {
     pub delivery_latency: LatencySummary,
     /// Whether every client received every message exactly once and in order.
     pub correctness: Correctness,
+    /// The daemon's group commit over the measured phase, when its status could be read.
+    pub batches: Option<BatchReport>,
     /// The daemon process over the measured phase, when it could be read.
     pub process: Option<ProcessReport>,
+}
+
+/// How the daemon's writer batched the sends of the measured phase (from its status before
+/// and after; other traffic on the daemon during the run counts too).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BatchReport {
+    /// Transactions the writer ran.
+    pub commits: u64,
+    /// Sends those transactions carried.
+    pub sends: u64,
+    /// `sends / commits`.
+    pub mean_size: f64,
+}
+
+impl BatchReport {
+    /// The difference of two `(commits, sends)` readings.
+    pub fn between(before: (u64, u64), after: (u64, u64)) -> Self {
+        let commits = after.0.saturating_sub(before.0);
+        let sends = after.1.saturating_sub(before.1);
+        Self {
+            commits,
+            sends,
+            mean_size: if commits == 0 {
+                0.0
+            } else {
+                sends as f64 / commits as f64
+            },
+        }
+    }
 }
 
 /// CPU and memory of the daemon's process over the measured phase.
@@ -84,6 +117,7 @@ impl Report {
         let titles = [
             "mode",
             "clients × msgs",
+            "rooms",
             "conc",
             "acked/s",
             "ack p50 / p99 / p999 / max (ms)",
@@ -91,6 +125,7 @@ impl Report {
             "delivery p50 / p99 / p999 / max (ms)",
             "CPU s (% of a core)",
             "peak RSS MiB",
+            "commits (sends per commit)",
             "correct",
         ];
         let rule: Vec<&str> = titles.iter().map(|_| "---").collect();
@@ -115,6 +150,7 @@ impl Report {
         let cells = [
             mode,
             format!("{} × {}", self.clients, self.messages_per_client),
+            self.rooms.to_string(),
             self.concurrency.to_string(),
             format!("{:.0}", self.acked_per_sec),
             latencies(&self.ack_latency),
@@ -122,6 +158,10 @@ impl Report {
             latencies(&self.delivery_latency),
             cpu,
             rss,
+            self.batches.as_ref().map_or_else(
+                || "–".to_owned(),
+                |batches| format!("{} ({:.1})", batches.commits, batches.mean_size),
+            ),
             if self.correctness.correct {
                 "yes"
             } else {
@@ -166,6 +206,7 @@ mod tests {
             mode: "embedded",
             transport: "ws",
             clients: 4,
+            rooms: 1,
             messages_per_client: 2000,
             concurrency: 16,
             body_bytes: 100,
@@ -183,6 +224,7 @@ mod tests {
                 correct: true,
                 problems: Vec::new(),
             },
+            batches: Some(BatchReport::between((10, 100), (110, 3300))),
             process: Some(ProcessReport {
                 measured: "daemon+loadgen",
                 pid: 1,
@@ -205,8 +247,8 @@ mod tests {
         }
         assert_eq!(
             row,
-            "| embedded (daemon+loadgen) | 4 × 2000 | 16 | 4000 | 1.50 / 3.00 / 4.50 / 6.00 \
-             | 16000 | 2.00 / 4.00 / 6.00 / 8.00 | 3.2 (162 %) | 41 | yes |"
+            "| embedded (daemon+loadgen) | 4 × 2000 | 1 | 16 | 4000 | 1.50 / 3.00 / 4.50 / 6.00 \
+             | 16000 | 2.00 / 4.00 / 6.00 / 8.00 | 3.2 (162 %) | 41 | 100 (32.0) | yes |"
         );
     }
 

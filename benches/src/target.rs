@@ -119,8 +119,14 @@ fn embedded_config(data_dir: PathBuf) -> Config {
     // Every client receives every message of the room; a burst of N clients × C outstanding
     // sends must not overflow a session's outbox and cut it off as a slow consumer.
     config.limits.outbox_capacity = EMBEDDED_OUTBOX_CAPACITY;
+    // A run over many rooms puts one client in up to all of them (`--rooms` above
+    // `--clients`); the default of 64 rooms per session would refuse the joins.
+    config.limits.max_rooms_per_session = EMBEDDED_ROOMS_PER_SESSION;
     config
 }
+
+/// Enough for one client in every room of the largest run in `docs/benchmarks.md` (100).
+const EMBEDDED_ROOMS_PER_SESSION: usize = 1024;
 
 /// Far above what one session can send on this hardware (tens of thousands per second), so
 /// the rate limiter never engages.

@@ -32,6 +32,47 @@ async fn a_quick_durable_run_delivers_every_message_once_and_in_order() {
     assert!(process.peak_rss_mib > 0.0);
 }
 
+/// More rooms than clients (each client cycles through several rooms) and fewer (rooms are
+/// shared): every message reaches every member of its room once, and nobody else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_over_many_rooms_deliver_each_message_to_its_room_only() {
+    let target = Target::Embedded.start().await.unwrap();
+    for (clients, rooms) in [(2, 5), (3, 2)] {
+        let settings = DurableSettings {
+            clients,
+            rooms,
+            messages: 40,
+            concurrency: 3,
+            ..DurableSettings::quick()
+        };
+        let report = durable::run(&target, &settings).await.unwrap();
+        assert!(
+            report.correctness.correct,
+            "{clients} clients, {rooms} rooms: {:#?}",
+            report.correctness.problems
+        );
+        assert_eq!(report.rooms, rooms);
+        assert_eq!(report.acked, (clients * 40) as u64);
+        // 2 clients over 5 rooms: each room has one member, so each message is delivered
+        // once. 3 clients over 2 rooms: room 0 has clients 0 and 2, room 1 has client 1.
+        let expected = if clients <= rooms {
+            80
+        } else {
+            2 * 2 * 40 + 40
+        };
+        assert_eq!(
+            report.delivered, expected,
+            "{clients} clients, {rooms} rooms"
+        );
+        let batches = report.batches.expect("the status tells the batches");
+        assert!(
+            batches.commits >= 1 && batches.sends >= report.acked,
+            "{batches:?}"
+        );
+    }
+    target.stop().await;
+}
+
 #[test]
 fn the_binary_prints_one_json_line_and_a_markdown_row() {
     let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))

@@ -30,13 +30,17 @@ use clap::{Parser, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
-    /// What the clients do. `durable`: one room, every client sends and receives every
-    /// message; acks come after the store committed.
+    /// What the clients do. `durable`: every client sends and receives every message of its
+    /// rooms; acks come after the store committed.
     #[arg(long, value_enum, default_value_t = Scenario::Durable)]
     scenario: Scenario,
     /// Clients (each sends and receives). Default 4.
     #[arg(long)]
     clients: Option<usize>,
+    /// Rooms the clients are spread over. With more rooms than clients each client is in
+    /// several rooms and sends to them in turn; with fewer, rooms are shared. Default 1.
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
     /// Messages each client sends. Default 2000.
     #[arg(long)]
     messages: Option<usize>,
@@ -126,6 +130,7 @@ fn settings(cli: &Cli) -> DurableSettings {
     };
     DurableSettings {
         clients: cli.clients.unwrap_or(base.clients),
+        rooms: cli.rooms,
         messages: cli.messages.unwrap_or(base.messages),
         concurrency: cli.concurrency.unwrap_or(base.concurrency),
         body_bytes: cli.body_bytes,

@@ -1,5 +1,6 @@
-//! The `durable` scenario: one room, N clients that all send and all receive. Each client
-//! sends M messages with C sends outstanding at a time and reads every message of the room.
+//! The `durable` scenario: N clients over R rooms (one room by default), all sending and all
+//! receiving. Each client sends M messages with C sends outstanding at a time, in turn to
+//! the rooms it is in (see `layout`), and reads every message of its rooms.
 //! It measures acknowledged sends per second and the ack latency (the store commits before
 //! it acks, so this is the durable path), delivered messages per second and the delivery
 //! latency, and checks that every client got every message exactly once and in commit order.
@@ -7,7 +8,8 @@
 //! # Layout
 //! - this file: [`DurableSettings`] and [`run`], which sequences set-up, the measured phase
 //!   and the report.
-//! - `setup`: the run's room, users and logged-in clients.
+//! - `layout`: which clients are in which rooms.
+//! - `setup`: the run's rooms, users and logged-in clients.
 //! - `traffic`: the sending workers, the receiving tasks and the message body.
 
 use std::sync::Arc;
@@ -15,18 +17,22 @@ use std::sync::atomic::AtomicUsize;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
+use protocol::admin::{AdminReply, AdminRequest};
+use protocol::client::admin::AdminClient;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::correctness::{AckLog, DeliveryCheck, judge};
+use crate::correctness::{AckLog, Correctness, DeliveryCheck, RoomPlan, judge};
 use crate::histogram::LatencyHistogram;
 use crate::process::{ProcessProbe, ProcessSample};
-use crate::report::{ProcessReport, Report};
+use crate::report::{BatchReport, ProcessReport, Report};
 use crate::target::RunningTarget;
 
+mod layout;
 mod setup;
 mod traffic;
 
+use self::layout::Layout;
 use self::setup::{Joined, RunNames};
 use self::traffic::{MIN_BODY_BYTES, Received, SendPlan, SentByWorker};
 
@@ -39,6 +45,8 @@ const SETTLE_TIME: Duration = Duration::from_secs(10);
 pub struct DurableSettings {
     /// Clients; each sends and receives. Default 4.
     pub clients: usize,
+    /// Rooms the clients are spread over. Default 1.
+    pub rooms: usize,
     /// Messages each client sends. Default 2000.
     pub messages: usize,
     /// Sends each client keeps outstanding. Default 1.
@@ -62,8 +70,17 @@ impl DurableSettings {
         }
     }
 
+    fn layout(&self) -> Layout {
+        Layout {
+            clients: self.clients,
+            rooms: self.rooms,
+            messages: self.messages,
+        }
+    }
+
     fn check(&self) -> anyhow::Result<()> {
         ensure!(self.clients >= 1, "at least one client is needed");
+        ensure!(self.rooms >= 1, "at least one room is needed");
         ensure!(
             self.messages >= 1,
             "at least one message per client is needed"
@@ -82,6 +99,7 @@ impl Default for DurableSettings {
     fn default() -> Self {
         Self {
             clients: 4,
+            rooms: 1,
             messages: 2000,
             concurrency: 1,
             body_bytes: 100,
@@ -100,7 +118,7 @@ pub async fn run(target: &RunningTarget, settings: &DurableSettings) -> anyhow::
     settings.check()?;
     let setup_started = Instant::now();
     let names = RunNames::fresh()?;
-    let joined = setup::prepare(&target.url, &target.admin_socket, &names, settings.clients)
+    let joined = setup::prepare(&target.url, &target.admin_socket, &names, settings.layout())
         .await
         .context("set-up failed")?;
     let max_body = joined
@@ -117,7 +135,13 @@ pub async fn run(target: &RunningTarget, settings: &DurableSettings) -> anyhow::
     let peak_rss_reset = probe.as_ref().is_some_and(ProcessProbe::reset_peak_rss);
     let before = probe.as_ref().and_then(|probe| probe.sample().ok());
 
-    let phase = measure(&joined, &names, settings).await?;
+    let commits_before = store_commits(&target.admin_socket).await;
+    let phase = measure(&joined, settings).await?;
+    let commits_after = store_commits(&target.admin_socket).await;
+    let batches = match (commits_before, commits_after) {
+        (Some(before), Some(after)) => Some(BatchReport::between(before, after)),
+        _ => None,
+    };
 
     let after = probe.as_ref().and_then(|probe| probe.sample().ok());
     let process = match (target.daemon_pid, before, after) {
@@ -135,7 +159,7 @@ pub async fn run(target: &RunningTarget, settings: &DurableSettings) -> anyhow::
             client.close().await;
         }
     }
-    Ok(phase.into_report(settings, target, setup_secs, process))
+    Ok(phase.into_report(settings, target, setup_secs, process, batches))
 }
 
 /// What the measured phase produced.
@@ -147,19 +171,22 @@ struct Phase {
     delivered: u64,
     delivery_secs: f64,
     delivery_latency: LatencyHistogram,
-    correctness: crate::correctness::Correctness,
+    correctness: Correctness,
     /// From the first send until the receivers finished.
     wall: Duration,
 }
 
-async fn measure(
-    joined: &[Joined],
-    names: &RunNames,
-    settings: &DurableSettings,
-) -> anyhow::Result<Phase> {
-    let clients = joined.len();
-    // Nobody sends before every client has joined, so each room head is the same.
-    let first_seq = joined.iter().map(|j| j.last_seq).max().unwrap_or(0) + 1;
+async fn measure(joined: &[Joined], settings: &DurableSettings) -> anyhow::Result<Phase> {
+    let layout = settings.layout();
+    let plans: Vec<Arc<RoomPlan>> = (0..layout.rooms)
+        .map(|room| Arc::new(layout.plan(room)))
+        .collect();
+    // Nobody sends before every client has joined, so each room's head is the same for all
+    // of its members.
+    let mut first_seqs = vec![1_u64; layout.rooms];
+    for (room, _, last_seq) in joined.iter().flat_map(|joined| &joined.rooms) {
+        first_seqs[*room] = first_seqs[*room].max(last_seq + 1);
+    }
     let stop = CancellationToken::new();
     let epoch = Instant::now();
     let deadline = epoch + settings.time_limit;
@@ -168,11 +195,19 @@ async fn measure(
         .iter()
         .enumerate()
         .map(|(receiver, joined)| {
-            let check = DeliveryCheck::new(receiver, clients, settings.messages, first_seq);
+            let checks = joined
+                .rooms
+                .iter()
+                .map(|(room, name, _)| {
+                    let plan = Arc::clone(&plans[*room]);
+                    let check = DeliveryCheck::new(receiver, plan, first_seqs[*room]);
+                    (name.clone(), *room, check)
+                })
+                .collect();
             tokio::spawn(traffic::receive(
                 Arc::clone(&joined.client),
                 receiver,
-                check,
+                checks,
                 epoch,
                 stop.clone(),
             ))
@@ -182,7 +217,13 @@ async fn measure(
     for (sender, joined) in joined.iter().enumerate() {
         let plan = SendPlan {
             client: Arc::clone(&joined.client),
-            room: names.room.clone(),
+            rooms: Arc::new(
+                joined
+                    .rooms
+                    .iter()
+                    .map(|(_, name, _)| name.clone())
+                    .collect(),
+            ),
             sender,
             next_index: Arc::new(AtomicUsize::new(0)),
             messages: settings.messages,
@@ -195,13 +236,16 @@ async fn measure(
         }
     }
 
-    let mut acks = AckLog::new(clients, settings.messages);
+    let mut acks: Vec<AckLog> = plans
+        .iter()
+        .map(|plan| AckLog::new(Arc::clone(plan)))
+        .collect();
     let mut ack_latency = LatencyHistogram::new();
     let (mut retries, mut last_ack, mut incidents) = (0, epoch, Vec::new());
     for (sender, worker) in senders {
         let sent = worker.await.context("a sending worker panicked")?;
         for (index, seq) in sent.acks {
-            acks.handle_ack(sender, index, seq);
+            acks[layout.room_of(sender, index)].handle_ack(sender, index, seq);
         }
         ack_latency.merge(&sent.ack_latency)?;
         retries += sent.retries;
@@ -215,7 +259,7 @@ async fn measure(
         tokio::time::sleep(SETTLE_TIME).await;
         settle.cancel();
     });
-    let mut checks = Vec::with_capacity(clients);
+    let mut checks: Vec<Vec<DeliveryCheck>> = vec![Vec::new(); layout.rooms];
     let mut delivery_latency = LatencyHistogram::new();
     let mut last_delivery = epoch;
     for receiver in receivers {
@@ -223,19 +267,30 @@ async fn measure(
         delivery_latency.merge(&received.delivery_latency)?;
         last_delivery = last_delivery.max(received.last_delivery.unwrap_or(epoch));
         incidents.extend(received.incidents);
-        checks.push(received.check);
+        for (room, check) in received.checks {
+            checks[room].push(check);
+        }
     }
     stopper.abort();
     let wall = epoch.elapsed();
 
-    let mut correctness = judge(&acks, &checks, first_seq);
+    let mut correctness = Correctness {
+        correct: true,
+        problems: Vec::new(),
+    };
+    for ((acks, checks), first_seq) in acks.iter().zip(&checks).zip(first_seqs) {
+        let room = judge(acks, checks, first_seq);
+        correctness.correct &= room.correct;
+        correctness.problems.extend(room.problems);
+    }
     if !incidents.is_empty() {
         correctness.correct = false;
         correctness.problems.extend(incidents);
     }
-    let delivered = checks.iter().map(DeliveryCheck::received).sum();
+    let delivered = checks.iter().flatten().map(DeliveryCheck::received).sum();
+    let acked = acks.iter().map(AckLog::acked).sum();
     Ok(Phase {
-        acked: acks.acked(),
+        acked,
         retries,
         send_secs: last_ack.duration_since(epoch).as_secs_f64(),
         ack_latency,
@@ -247,6 +302,15 @@ async fn measure(
     })
 }
 
+/// The daemon's writer counters `(transactions, sends)` from its status, if it answers.
+async fn store_commits(admin_socket: &std::path::Path) -> Option<(u64, u64)> {
+    let mut admin = AdminClient::connect(admin_socket).await.ok()?;
+    match admin.request(&AdminRequest::Status).await.ok()? {
+        AdminReply::Status(status) => Some((status.store_commits, status.store_committed_sends)),
+        _ => None,
+    }
+}
+
 impl Phase {
     fn into_report(
         self,
@@ -254,6 +318,7 @@ impl Phase {
         target: &RunningTarget,
         setup_secs: f64,
         process: Option<ProcessReport>,
+        batches: Option<BatchReport>,
     ) -> Report {
         Report {
             scenario: "durable",
@@ -264,6 +329,7 @@ impl Phase {
             },
             transport: "ws",
             clients: settings.clients,
+            rooms: settings.rooms,
             messages_per_client: settings.messages,
             concurrency: settings.concurrency,
             body_bytes: settings.body_bytes,
@@ -278,6 +344,7 @@ impl Phase {
             delivered_per_sec: per_sec(self.delivered, self.delivery_secs),
             delivery_latency: self.delivery_latency.summary(),
             correctness: self.correctness,
+            batches,
             process,
         }
     }

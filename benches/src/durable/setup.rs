@@ -1,6 +1,6 @@
-//! Before the clock starts: the run's room and users (created over the admin socket, names
+//! Before the clock starts: the run's rooms and users (created over the admin socket, names
 //! unique per run so a long-lived daemon can be measured again), and one logged-in client per
-//! user that has joined the room.
+//! user that has joined its rooms.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,6 +12,8 @@ use protocol::client::admin::AdminClient;
 use protocol::client::{Client, ClientOptions};
 use protocol::{RoomId, UserId};
 use tokio::sync::Semaphore;
+
+use super::layout::Layout;
 
 /// Events a client buffers before it stops reading its socket. Every client receives every
 /// message of the room; 16 Ki events ride out a receiving task that is descheduled for a
@@ -25,7 +27,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Names for one run.
 #[derive(Debug, Clone)]
 pub(crate) struct RunNames {
-    pub(crate) room: RoomId,
     prefix: String,
 }
 
@@ -43,10 +44,12 @@ impl RunNames {
             millis & 0xff_ffff_ffff,
             std::process::id() & 0xffff
         );
-        Ok(Self {
-            room: RoomId::parse(&prefix)?,
-            prefix,
-        })
+        RoomId::parse(&prefix)?;
+        Ok(Self { prefix })
+    }
+
+    pub(crate) fn room(&self, room: usize) -> anyhow::Result<RoomId> {
+        Ok(RoomId::parse(&format!("{}-r{room}", self.prefix))?)
     }
 
     pub(crate) fn user(&self, client: usize) -> anyhow::Result<UserId> {
@@ -58,49 +61,56 @@ impl RunNames {
     }
 }
 
-/// A client that is logged in and has joined the room.
+/// A client that is logged in and has joined its rooms.
 pub(crate) struct Joined {
     pub(crate) client: Arc<Client>,
-    /// The room's last sequence number when this client joined.
-    pub(crate) last_seq: u64,
+    /// Its rooms, ascending by number: number, name, and the room's last sequence number
+    /// when this client joined.
+    pub(crate) rooms: Vec<(usize, RoomId, u64)>,
 }
 
-/// Creates the room and `clients` users, logs each in on its own connection and joins the
-/// room. The OPAQUE work (Argon2id, 64 MiB, on the client side of both registration and
+/// Creates the rooms and users of `layout`, logs each user in on its own connection and
+/// joins its rooms. The OPAQUE work (Argon2id, 64 MiB, on the client side of both registration and
 /// login) runs at most once per core at a time, so no client sits past the daemon's
 /// handshake timeout waiting for a core.
 pub(crate) async fn prepare(
     url: &str,
     admin_socket: &Path,
     names: &RunNames,
-    clients: usize,
+    layout: Layout,
 ) -> anyhow::Result<Vec<Joined>> {
     let mut admin = AdminClient::connect(admin_socket).await?;
-    let reply = admin
-        .request(&AdminRequest::RoomCreate {
-            room: names.room.clone(),
-            private: false,
-        })
-        .await?;
-    expect_done("room_create", &reply)?;
+    for room in 0..layout.rooms {
+        let reply = admin
+            .request(&AdminRequest::RoomCreate {
+                room: names.room(room)?,
+                private: false,
+            })
+            .await?;
+        expect_done("room_create", &reply)?;
+    }
     drop(admin);
 
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let permits = Arc::new(Semaphore::new(cores));
     let mut tasks = tokio::task::JoinSet::new();
-    for index in 0..clients {
+    for index in 0..layout.clients {
         let user = names.user(index)?;
         let password = names.password();
         let (url, admin_socket) = (url.to_owned(), admin_socket.to_owned());
-        let room = names.room.clone();
+        let rooms = layout
+            .rooms_of(index)
+            .into_iter()
+            .map(|room| Ok((room, names.room(room)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let permits = Arc::clone(&permits);
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await?;
-            let joined = join_one(&url, &admin_socket, &user, &password, &room).await;
+            let joined = join_one(&url, &admin_socket, &user, &password, rooms).await;
             Ok::<_, anyhow::Error>((index, joined.with_context(|| format!("client {user}"))?))
         });
     }
-    let mut joined: Vec<Option<Joined>> = (0..clients).map(|_| None).collect();
+    let mut joined: Vec<Option<Joined>> = (0..layout.clients).map(|_| None).collect();
     while let Some(result) = tasks.join_next().await {
         let (index, client) = result.context("a set-up task failed")??;
         joined[index] = Some(client);
@@ -113,7 +123,7 @@ async fn join_one(
     admin_socket: &Path,
     user: &UserId,
     password: &str,
-    room: &RoomId,
+    rooms: Vec<(usize, RoomId)>,
 ) -> anyhow::Result<Joined> {
     let mut admin = AdminClient::connect(admin_socket).await?;
     let reply = admin
@@ -129,10 +139,14 @@ async fn join_one(
     };
     let mut client = Client::connect(url, options).await?;
     client.login(user, password).await?;
-    let joined = client.join(room, None).await?;
+    let mut joined = Vec::with_capacity(rooms.len());
+    for (number, room) in rooms {
+        let last_seq = client.join(&room, None).await?.last_seq.0;
+        joined.push((number, room, last_seq));
+    }
     Ok(Joined {
         client: Arc::new(client),
-        last_seq: joined.last_seq.0,
+        rooms: joined,
     })
 }
 
@@ -153,8 +167,10 @@ mod tests {
     #[test]
     fn run_names_are_valid_ids() {
         let names = RunNames::fresh().unwrap();
-        assert!(names.room.as_str().starts_with("lg"));
+        let room = names.room(99).unwrap();
+        assert!(room.as_str().starts_with("lg"));
         let user = names.user(65_535).unwrap();
-        assert!(user.as_str().starts_with(names.room.as_str()));
+        assert!(user.as_str().starts_with(&names.prefix));
+        assert_ne!(room.as_str(), names.room(9).unwrap().as_str());
     }
 }

@@ -25,7 +25,8 @@ pub(crate) const MIN_BODY_BYTES: usize = 32;
 #[derive(Debug, Clone)]
 pub(crate) struct SendPlan {
     pub(crate) client: Arc<Client>,
-    pub(crate) room: RoomId,
+    /// The client's rooms; message `index` goes to `rooms[index % rooms.len()]`.
+    pub(crate) rooms: Arc<Vec<RoomId>>,
     /// This client's number, written into each body.
     pub(crate) sender: usize,
     /// The next message index to send; workers take indexes from it until `messages`.
@@ -83,7 +84,7 @@ pub(crate) async fn send_worker(plan: SendPlan) -> SentByWorker {
             started.duration_since(plan.epoch),
             plan.body_bytes,
         );
-        match send_with_retries(&plan, &cmid, &body, &mut sent.retries).await {
+        match send_with_retries(&plan, index, &cmid, &body, &mut sent.retries).await {
             Ok(seq) => {
                 let acked_at = Instant::now();
                 sent.ack_latency.record(acked_at.duration_since(started));
@@ -104,12 +105,19 @@ pub(crate) async fn send_worker(plan: SendPlan) -> SentByWorker {
 
 async fn send_with_retries(
     plan: &SendPlan,
+    index: usize,
     cmid: &ClientMsgId,
     body: &str,
     retries: &mut u64,
 ) -> Result<u64, ClientError> {
+    let Some(room) = plan.rooms.get(index % plan.rooms.len().max(1)) else {
+        return Err(ClientError::Protocol(format!(
+            "client {} has no room to send to",
+            plan.sender
+        )));
+    };
     loop {
-        match plan.client.send(&plan.room, cmid, body).await {
+        match plan.client.send(room, cmid, body).await {
             Ok(acked) => return Ok(acked.seq.0),
             Err(error) if error.is_retryable() && Instant::now() < plan.deadline => {
                 *retries += 1;
@@ -130,26 +138,31 @@ async fn send_with_retries(
 /// What one client received.
 #[derive(Debug)]
 pub(crate) struct Received {
-    pub(crate) check: DeliveryCheck,
+    /// Per room of the client: the room's number and what arrived there.
+    pub(crate) checks: Vec<(usize, DeliveryCheck)>,
     pub(crate) delivery_latency: LatencyHistogram,
     pub(crate) last_delivery: Option<Instant>,
     /// Events that mean the run went wrong: the connection closed, an error, a shutdown.
     pub(crate) incidents: Vec<String>,
 }
 
-/// Reads `client`'s events until every expected message has arrived, the connection ends,
-/// or `stop` fires.
+/// Reads `client`'s events until every expected message of each of its rooms (`checks`: name,
+/// number, check) has arrived, the connection ends, or `stop` fires.
 pub(crate) async fn receive(
     client: Arc<Client>,
     receiver: usize,
-    mut check: DeliveryCheck,
+    mut checks: Vec<(RoomId, usize, DeliveryCheck)>,
     epoch: Instant,
     stop: CancellationToken,
 ) -> Received {
     let mut latency = LatencyHistogram::new();
     let mut last_delivery = None;
     let mut incidents = Vec::new();
-    while !check.is_complete() {
+    let mut incomplete = checks
+        .iter()
+        .filter(|(_, _, check)| !check.is_complete())
+        .count();
+    while incomplete > 0 {
         // `next_event` is cancel-safe: stopping loses no event that matters after the stop.
         let event = tokio::select! {
             event = client.next_event() => event,
@@ -162,14 +175,27 @@ pub(crate) async fn receive(
                 if let Some((_, _, sent)) = decoded {
                     latency.record(now.duration_since(epoch).saturating_sub(sent));
                 }
+                last_delivery = Some(now);
+                let Some((_, _, check)) =
+                    checks.iter_mut().find(|(room, _, _)| *room == message.room)
+                else {
+                    incidents.push(format!(
+                        "client {receiver}: a message of room {} it did not join",
+                        message.room
+                    ));
+                    continue;
+                };
+                let was_complete = check.is_complete();
                 check.handle_message(
                     message.seq.0,
                     decoded.map(|(sender, index, _)| (sender, index)),
                 );
-                last_delivery = Some(now);
+                if !was_complete && check.is_complete() {
+                    incomplete -= 1;
+                }
             }
             Some(Event::Closed(code)) => {
-                let received = check.received();
+                let received: u64 = checks.iter().map(|(_, _, check)| check.received()).sum();
                 incidents.push(format!(
                     "client {receiver}: connection closed ({code:?}) after {received} messages"
                 ));
@@ -188,7 +214,10 @@ pub(crate) async fn receive(
         }
     }
     Received {
-        check,
+        checks: checks
+            .into_iter()
+            .map(|(_, room, check)| (room, check))
+            .collect(),
         delivery_latency: latency,
         last_delivery,
         incidents,
