@@ -1,5 +1,6 @@
 //! `chatd`: parses flags, loads the configuration, starts logging and the runtime, runs the
-//! daemon until SIGTERM or Ctrl-C, and maps the outcome to an exit code.
+//! daemon until SIGTERM or Ctrl-C, and maps the outcome to an exit code. Under systemd it
+//! reports its state through `notify` (ready, reloading, stopping, watchdog pings).
 //!
 //! Run with `chatd` (embedded default: SQLite in the current directory, WebSocket on
 //! 127.0.0.1:7878) or `chatd --config /etc/chatd/chatd.toml`. `chatd config check` prints
@@ -12,12 +13,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use chatd::lifecycle::Tasks;
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::notify::Notifier;
+
+mod notify;
 
 /// The chatd chat daemon.
 #[derive(Debug, Parser)]
@@ -99,13 +105,27 @@ fn run(config: &chatd_config::Config, overrides: &chatd_config::Overrides) -> an
         )
         .init();
     tracing::info!(config = %config.to_redacted_toml(), "configuration");
+    let notifier = Notifier::from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
-        let daemon = chatd::start(config, shutdown.clone()).await?;
+        notifier.status("starting: opening the store, binding the listeners");
+        let daemon = match chatd::start(config, shutdown.clone()).await {
+            Ok(daemon) => daemon,
+            Err(error) => {
+                notifier.status(&format!("failed to start: {error}"));
+                return Err(error.into());
+            }
+        };
+        // Handlers are in place before anyone learns chatd is up, so a SIGTERM or SIGHUP
+        // sent the moment systemd (or a test) sees READY=1 drains or reloads, rather than
+        // meeting the default action and killing the process.
+        let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
         println!(
             "chatd listening on ws://{} (store: {}, admin socket: {})",
             daemon.websocket_addr,
@@ -113,36 +133,60 @@ fn run(config: &chatd_config::Config, overrides: &chatd_config::Overrides) -> an
             daemon.admin_socket.display()
         );
         tracing::info!(websocket = %daemon.websocket_addr, "ready");
+        let serving = format!(
+            "serving on ws://{} (store: {}), admin socket {}",
+            daemon.websocket_addr,
+            daemon.store_backend,
+            daemon.admin_socket.display()
+        );
+        // Only now: the store is migrated and every listener is bound, so a client that
+        // systemd lets in (or a unit ordered After=chatd) finds chatd answering.
+        notifier.ready(&serving);
+        let background = Tasks::new(&shutdown);
+        if let Some(interval) =
+            notify::watchdog_interval_from_env().filter(|_| notifier.is_enabled())
+        {
+            tracing::info!(?interval, "pinging the systemd watchdog");
+            background.spawn(
+                "watchdog",
+                notify::run_watchdog(notifier.clone(), interval, background.token().clone()),
+            );
+        }
         let mut running = config.clone();
-        let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-        let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-        let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
         loop {
             tokio::select! {
                 _ = terminate.recv() => break,
                 _ = interrupt.recv() => break,
-                _ = hangup.recv() => reload(&mut running, overrides, &log_level),
+                _ = hangup.recv() => {
+                    notifier.reloading("reloading the configuration");
+                    let outcome = reload(&mut running, overrides, &log_level);
+                    notifier.ready(&format!("{serving}; {outcome}"));
+                }
             }
         }
         tracing::info!("shutdown requested");
+        notifier.stopping("draining: closing sessions, committing queued messages");
         shutdown.cancel();
         daemon.wait().await;
+        background.wait().await;
+        notifier.status("stopped");
         Ok(())
     })
 }
 
 /// SIGHUP: loads the configuration again and applies the reloadable keys (the log level).
 /// Other changes are reported, not half-applied: they take effect at the next restart.
+/// Returns the outcome in a few words, for `systemctl status`.
 fn reload<S>(
     running: &mut chatd_config::Config,
     overrides: &chatd_config::Overrides,
     log_level: &tracing_subscriber::reload::Handle<EnvFilter, S>,
-) {
+) -> String {
     let fresh = match chatd_config::load(overrides) {
         Ok(fresh) => fresh,
         Err(error) => {
             tracing::error!(%error, "reload failed; the running configuration is unchanged");
-            return;
+            return format!("reload failed, running configuration unchanged: {error}");
         }
     };
     if fresh.log_level != running.log_level {
@@ -157,7 +201,10 @@ fn reload<S>(
         tracing::warn!(
             "configuration changed in keys that are not reloadable; restart chatd to apply them"
         );
+        "configuration reloaded; changes to keys that are not reloadable wait for a restart"
+            .to_owned()
     } else {
         tracing::info!("configuration reloaded");
+        "configuration reloaded".to_owned()
     }
 }
