@@ -4,6 +4,7 @@
 //! (`history_export`), which the shared client, one reply per request, does not read.
 
 use std::io;
+use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 use protocol::UserId;
@@ -126,10 +127,10 @@ fn broken(path: &Path, source: io::Error) -> Failure {
 
 /// The failure for a client error on the admin socket at `path`: what happened and what to
 /// do about it.
-fn failure(path: &Path, error: ClientError) -> Failure {
-    let path = path.display();
+fn failure(socket: &Path, error: ClientError) -> Failure {
+    let path = socket.display();
     match error {
-        ClientError::AdminConnect { source, .. } => connect_failure(&path, &source),
+        ClientError::AdminConnect { source, .. } => connect_failure(socket, &source),
         ClientError::AdminBroken { source, .. } => Failure::Daemon(format!(
             "the admin connection on {path} broke: {source}; see chatd's log"
         )),
@@ -156,24 +157,63 @@ fn failure(path: &Path, error: ClientError) -> Failure {
 }
 
 /// The message for a failed connect: what happened and what to do about it.
-fn connect_failure(path: &impl std::fmt::Display, error: &io::Error) -> Failure {
+fn connect_failure(path: &Path, error: &io::Error) -> Failure {
     let hint = match error.kind() {
         io::ErrorKind::NotFound => {
-            "is chatd running? Use --socket or --config to point at its admin socket"
+            "is chatd running? Use --socket or --config to point at its admin socket".to_owned()
         }
-        io::ErrorKind::PermissionDenied => {
-            "you need to be in the group that owns the socket (see `ls -l` on it), or run \
-             chatctl as that user"
-        }
+        // EACCES and EPERM: the socket's mode (0660) or a directory on the way to it.
+        io::ErrorKind::PermissionDenied => permission_hint(path),
         io::ErrorKind::ConnectionRefused => {
             "nothing listens there: chatd is not running or left a stale socket; start chatd, \
              or use --socket or --config to point at the right socket"
+                .to_owned()
         }
-        _ => "is chatd running? Use --socket or --config to point at its admin socket",
+        _ => "is chatd running? Use --socket or --config to point at its admin socket".to_owned(),
     };
     Failure::Unreachable(format!(
-        "cannot connect to the admin socket {path}: {error} — {hint}"
+        "cannot connect to the admin socket {}: {error} — {hint}",
+        path.display()
     ))
+}
+
+/// Who may use the socket at `path`, by name where the system's user and group files know
+/// the ids. When even the socket's owner cannot be seen (a directory on the way is closed),
+/// the names the packaged systemd unit uses are given.
+fn permission_hint(path: &Path) -> String {
+    let Ok(socket) = std::fs::metadata(path) else {
+        return format!(
+            "permission denied on the way to the socket: run chatctl as a member of chatd's \
+             admin group ({PACKAGED_ADMIN_GROUP} with the packaged systemd unit) or as the \
+             {PACKAGED_USER} user"
+        );
+    };
+    let owner = name_of(Path::new("/etc/passwd"), socket.uid())
+        .unwrap_or_else(|| format!("uid {}", socket.uid()));
+    let group = name_of(Path::new("/etc/group"), socket.gid())
+        .unwrap_or_else(|| format!("gid {}", socket.gid()));
+    format!(
+        "permission denied: only the socket's owner ({owner}) and members of its group \
+         ({group}) may use it; run chatctl as a member of {group} (`usermod -aG {group} \
+         USER`, then log in again) or as {owner}"
+    )
+}
+
+/// The admin group and the daemon's user in `systemd/chatd.sysusers`.
+const PACKAGED_ADMIN_GROUP: &str = "chatd-admin";
+const PACKAGED_USER: &str = "chatd";
+
+/// The name with numeric id `id` in `database`, a file in the format of `/etc/passwd` or
+/// `/etc/group` (both have the name first and the id third). Directory services (LDAP and
+/// the like) are not asked: the caller falls back to the number.
+fn name_of(database: &Path, id: u32) -> Option<String> {
+    let text = std::fs::read_to_string(database).ok()?;
+    text.lines().find_map(|entry| {
+        let mut fields = entry.split(':');
+        let name = fields.next()?;
+        let entry_id: u32 = fields.nth(1)?.parse().ok()?;
+        (entry_id == id && !name.is_empty()).then(|| name.to_owned())
+    })
 }
 
 #[cfg(test)]
@@ -202,6 +242,67 @@ mod tests {
             panic!("connected")
         };
         assert!(failure.to_string().contains("stale socket"), "{failure}");
+    }
+
+    #[test]
+    fn permission_denied_names_the_socket_and_who_may_use_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chatd.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let metadata = std::fs::metadata(&path).unwrap();
+        let owner = name_of(Path::new("/etc/passwd"), metadata.uid())
+            .unwrap_or_else(|| format!("uid {}", metadata.uid()));
+        let group = name_of(Path::new("/etc/group"), metadata.gid())
+            .unwrap_or_else(|| format!("gid {}", metadata.gid()));
+        let denied = io::Error::from_raw_os_error(13);
+        let failure = connect_failure(&path, &denied);
+        assert!(matches!(failure, Failure::Unreachable(_)), "{failure:?}");
+        assert_eq!(
+            failure.to_string(),
+            format!(
+                "cannot connect to the admin socket {}: {denied} — permission denied: only the \
+                 socket's owner ({owner}) and members of its group ({group}) may use it; run \
+                 chatctl as a member of {group} (`usermod -aG {group} USER`, then log in \
+                 again) or as {owner}",
+                path.display()
+            )
+        );
+        // EPERM reads the same as EACCES.
+        let not_permitted = connect_failure(&path, &io::Error::from_raw_os_error(1));
+        assert!(
+            not_permitted.to_string().contains("may use it"),
+            "{not_permitted}"
+        );
+    }
+
+    #[test]
+    fn permission_denied_on_an_unseen_socket_names_the_packaged_group() {
+        let failure = connect_failure(
+            Path::new("/nonexistent/chatd.sock"),
+            &io::Error::from_raw_os_error(13),
+        );
+        let message = failure.to_string();
+        assert!(message.contains("/nonexistent/chatd.sock"), "{message}");
+        assert!(
+            message.contains("member of chatd's admin group (chatd-admin"),
+            "{message}"
+        );
+        assert!(message.contains("or as the chatd user"), "{message}");
+    }
+
+    #[test]
+    fn names_are_looked_up_by_id_in_passwd_and_group_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let group = dir.path().join("group");
+        std::fs::write(
+            &group,
+            "root:x:0:\n# comment\nbroken\nchatd-admin:x:999:alice,bob\n",
+        )
+        .unwrap();
+        assert_eq!(name_of(&group, 999).as_deref(), Some("chatd-admin"));
+        assert_eq!(name_of(&group, 0).as_deref(), Some("root"));
+        assert_eq!(name_of(&group, 5), None);
+        assert_eq!(name_of(&dir.path().join("missing"), 0), None);
     }
 
     #[test]

@@ -27,6 +27,8 @@ Commands at a glance:
   chatctl db migrate
   chatctl db status
   chatctl status
+  chatctl completions bash|zsh|fish|elvish|powershell
+  chatctl man [--output DIR]
 
 Exit codes:
   0  success
@@ -78,6 +80,22 @@ pub(crate) enum Command {
     /// `store.run_migrations = false`).
     #[command(subcommand)]
     Db(DbCommand),
+    /// Print the shell completion script for SHELL to standard output.
+    ///
+    /// Install it where the shell looks, e.g. for bash
+    /// `chatctl completions bash > /usr/local/share/bash-completion/completions/chatctl`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to standard output.
+    Man {
+        /// Instead, write one page per command (chatctl.1, chatctl-user.1,
+        /// chatctl-user-add.1, ...) into DIR, created if missing, and list the files.
+        #[arg(long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
 }
 
 /// `chatctl user ...`
@@ -269,7 +287,12 @@ mod tests {
         for group in root.get_subcommands() {
             let leaves: Vec<_> = group.get_subcommands().map(|c| c.get_name()).collect();
             if leaves.is_empty() {
-                assert!(AFTER_HELP.contains(&format!("chatctl {}\n", group.get_name())));
+                let line = format!("chatctl {}", group.get_name());
+                assert!(
+                    AFTER_HELP.contains(&format!("{line}\n"))
+                        || AFTER_HELP.contains(&format!("{line} ")),
+                    "missing `{line}`"
+                );
             }
             for leaf in leaves {
                 let line = format!("chatctl {} {leaf}", group.get_name());

@@ -13,7 +13,8 @@ pub(crate) enum Failure {
     /// itself.) Exit 2.
     #[error("{0}")]
     Usage(String),
-    /// The daemon cannot be reached. Exit 3.
+    /// The daemon cannot be reached: not running, a wrong socket path, or the socket's
+    /// permissions do not admit the caller (the message says whom to run as). Exit 3.
     #[error("{0}")]
     Unreachable(String),
     /// The daemon failed or answered with something unreadable. Exit 4.

@@ -15,8 +15,8 @@
 //!
 //! # Layout
 //! - `cli`: the clap command line; its doc comments are `--help`.
-//! - `commands`: one file per command group (`user`, `room`, `status`, `history`, `db`), and
-//!   the socket lookup.
+//! - `commands`: one file per command group (`user`, `room`, `status`, `history`, `db`,
+//!   `completions`, `man`), and the socket lookup.
 //! - `admin_client`: the shared admin socket client, its failures turned into messages, and
 //!   the reader for answers of several lines.
 //! - `record`: the history export file format (JSON lines, CSV).

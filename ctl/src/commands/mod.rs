@@ -1,7 +1,8 @@
 //! Runs one command: finds the admin socket, connects, sends the requests and prints the
 //! result. Each command group has its own file; this one holds what they share: the socket
 //! lookup and the translation of `error` replies into messages with a next step. `db`
-//! commands are the exception: they open the database, not the socket.
+//! commands are the exception: they open the database, not the socket; `completions` and
+//! `man` contact nothing.
 
 use std::path::{Path, PathBuf};
 
@@ -12,8 +13,10 @@ use crate::cli::{Cli, Command, HistoryCommand};
 use crate::failure::Failure;
 use crate::output::Output;
 
+mod completions;
 mod db;
 mod history;
+mod man;
 mod room;
 mod status;
 mod user;
@@ -44,6 +47,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             history::import(&mut connect(socket, config).await?, output, &file).await?;
         }
         Command::Db(command) => db::run(config, output, command).await?,
+        Command::Completions { shell } => completions::print(shell)?,
+        Command::Man { output: dir } => man::run(dir.as_deref())?,
     }
     Ok(())
 }
