@@ -6,6 +6,12 @@
 -- The caller runs it outside a transaction block; the server commits when the call ends and
 -- only then reports it complete, so the daemon acknowledges the batch after the commit.
 
+-- The commit function locks the row of every room it writes and fails the batch when one is
+-- missing, import creates rooms before their messages, and rooms are never deleted, so the
+-- foreign key from messages to rooms only repeated that check, once per row inside the
+-- commit: measured at 16 µs a message, a fifth of the cost of a batch.
+ALTER TABLE messages DROP CONSTRAINT messages_room_fkey;
+
 -- The already committed messages among the keys (p_rooms[i], p_senders[i], p_cmids[i]), by
 -- the key's position i (1-based): one probe of the (room, sender, cmid) unique index per key.
 -- A plain SQL function, so the planner inlines it and EXPLAIN shows the probes.
@@ -28,14 +34,16 @@ $$;
 -- resend lookup runs after the room locks are held and sees a concurrent first commit of the
 -- same message by another node, which it then answers as a duplicate.
 --
--- Plans are made per call (plan_cache_mode): a cached generic plan, chosen while the table
--- was young, could stay a sequential scan of messages as it grows.
+-- Sequential scans are off inside the function: its plans are cached per connection, and a
+-- plan made while the tables were young (a few pages) would scan them, and keep scanning as
+-- they grow. With them off every lookup is an index probe whatever the table's size, and the
+-- plans can stay cached (planning per call cost 1.6 ms a batch).
 CREATE FUNCTION chatd_append_batch(
     p_rooms TEXT[], p_senders TEXT[], p_cmids TEXT[], p_bodies TEXT[], p_ts_ms BIGINT
 )
 RETURNS TABLE (o_seq BIGINT, o_body TEXT, o_ts_ms BIGINT, o_duplicate BOOLEAN)
 LANGUAGE plpgsql
-SET plan_cache_mode = force_custom_plan
+SET enable_seqscan = off
 AS $$
 DECLARE
     v_missing TEXT;
