@@ -23,6 +23,8 @@ pub struct Report {
     pub messages_per_client: usize,
     /// Sends each client keeps outstanding.
     pub concurrency: usize,
+    /// The fixed total send rate asked for, if any (else as fast as acks return).
+    pub rate: Option<f64>,
     /// Bytes per message body.
     pub body_bytes: usize,
     /// Seconds spent connecting, registering and logging in (not measured further).
@@ -119,6 +121,7 @@ impl Report {
             "clients × msgs",
             "rooms",
             "conc",
+            "rate/s",
             "acked/s",
             "ack p50 / p99 / p999 / max (ms)",
             "delivered/s",
@@ -152,6 +155,8 @@ impl Report {
             format!("{} × {}", self.clients, self.messages_per_client),
             self.rooms.to_string(),
             self.concurrency.to_string(),
+            self.rate
+                .map_or_else(|| "max".to_owned(), |rate| format!("{rate:.0}")),
             format!("{:.0}", self.acked_per_sec),
             latencies(&self.ack_latency),
             format!("{:.0}", self.delivered_per_sec),
@@ -209,6 +214,7 @@ mod tests {
             rooms: 1,
             messages_per_client: 2000,
             concurrency: 16,
+            rate: None,
             body_bytes: 100,
             setup_secs: 1.5,
             acked: 8000,
@@ -247,7 +253,7 @@ mod tests {
         }
         assert_eq!(
             row,
-            "| embedded (daemon+loadgen) | 4 × 2000 | 1 | 16 | 4000 | 1.50 / 3.00 / 4.50 / 6.00 \
+            "| embedded (daemon+loadgen) | 4 × 2000 | 1 | 16 | max | 4000 | 1.50 / 3.00 / 4.50 / 6.00 \
              | 16000 | 2.00 / 4.00 / 6.00 / 8.00 | 3.2 (162 %) | 41 | 100 (32.0) | yes |"
         );
     }

@@ -73,6 +73,30 @@ async fn runs_over_many_rooms_deliver_each_message_to_its_room_only() {
     target.stop().await;
 }
 
+/// At a fixed rate the sends are spread over time instead of sent as fast as acks return.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_rate_paces_the_sends() {
+    let target = Target::Embedded.start().await.unwrap();
+    let settings = DurableSettings {
+        clients: 2,
+        messages: 50,
+        concurrency: 2,
+        rate: Some(250.0),
+        ..DurableSettings::quick()
+    };
+    let report = durable::run(&target, &settings).await.unwrap();
+    target.stop().await;
+    assert!(
+        report.correctness.correct,
+        "{:#?}",
+        report.correctness.problems
+    );
+    assert_eq!(report.rate, Some(250.0));
+    // 100 sends at 250/s: the last is due 0.396 s after the first.
+    assert!(report.send_secs >= 0.39, "{}", report.send_secs);
+    assert!(report.acked_per_sec <= 260.0, "{}", report.acked_per_sec);
+}
+
 #[test]
 fn the_binary_prints_one_json_line_and_a_markdown_row() {
     let output = Command::new(env!("CARGO_BIN_EXE_loadgen"))

@@ -47,6 +47,11 @@ struct Cli {
     /// Sends each client keeps outstanding. Default 1.
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Total sends per second over all clients, at a fixed pace (each latency counts from
+    /// the time its send was due). Without it, every worker sends as soon as its previous
+    /// send was acknowledged.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Bytes per message body (at least 32).
     #[arg(long, default_value_t = 100)]
     body_bytes: usize,
@@ -131,6 +136,7 @@ fn settings(cli: &Cli) -> DurableSettings {
     DurableSettings {
         clients: cli.clients.unwrap_or(base.clients),
         rooms: cli.rooms,
+        rate: cli.rate,
         messages: cli.messages.unwrap_or(base.messages),
         concurrency: cli.concurrency.unwrap_or(base.concurrency),
         body_bytes: cli.body_bytes,

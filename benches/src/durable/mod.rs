@@ -34,14 +34,14 @@ mod traffic;
 
 use self::layout::Layout;
 use self::setup::{Joined, RunNames};
-use self::traffic::{MIN_BODY_BYTES, Received, SendPlan, SentByWorker};
+use self::traffic::{MIN_BODY_BYTES, Pace, Received, SendPlan, SentByWorker};
 
 /// After the last ack, how long the receivers get for the messages still on their way before
 /// the run counts the rest as lost.
 const SETTLE_TIME: Duration = Duration::from_secs(10);
 
 /// The size of one run.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DurableSettings {
     /// Clients; each sends and receives. Default 4.
     pub clients: usize,
@@ -51,6 +51,11 @@ pub struct DurableSettings {
     pub messages: usize,
     /// Sends each client keeps outstanding. Default 1.
     pub concurrency: usize,
+    /// Total sends per second over all clients, spread evenly over their sending workers;
+    /// `None` sends as fast as the acks come back. At a fixed rate each latency counts from
+    /// the time the send was due, so a daemon that falls behind shows it in the latencies
+    /// rather than by slowing the load down.
+    pub rate: Option<f64>,
     /// Bytes per message body. Default 100.
     pub body_bytes: usize,
     /// Longest the measured phase may take; sends not started by then are not made. Default
@@ -65,6 +70,7 @@ impl DurableSettings {
             clients: 2,
             messages: 100,
             concurrency: 4,
+            rate: None,
             time_limit: Duration::from_secs(60),
             ..Self::default()
         }
@@ -87,6 +93,10 @@ impl DurableSettings {
         );
         ensure!(self.concurrency >= 1, "the concurrency must be at least 1");
         ensure!(
+            self.rate.is_none_or(|rate| rate.is_finite() && rate > 0.0),
+            "the rate must be a positive number of sends per second"
+        );
+        ensure!(
             self.body_bytes >= MIN_BODY_BYTES,
             "bodies must be at least {MIN_BODY_BYTES} bytes, to carry the sender, the index \
              and the send time"
@@ -102,6 +112,7 @@ impl Default for DurableSettings {
             rooms: 1,
             messages: 2000,
             concurrency: 1,
+            rate: None,
             body_bytes: 100,
             time_limit: Duration::from_secs(600),
         }
@@ -191,50 +202,8 @@ async fn measure(joined: &[Joined], settings: &DurableSettings) -> anyhow::Resul
     let epoch = Instant::now();
     let deadline = epoch + settings.time_limit;
 
-    let receivers: Vec<JoinHandle<Received>> = joined
-        .iter()
-        .enumerate()
-        .map(|(receiver, joined)| {
-            let checks = joined
-                .rooms
-                .iter()
-                .map(|(room, name, _)| {
-                    let plan = Arc::clone(&plans[*room]);
-                    let check = DeliveryCheck::new(receiver, plan, first_seqs[*room]);
-                    (name.clone(), *room, check)
-                })
-                .collect();
-            tokio::spawn(traffic::receive(
-                Arc::clone(&joined.client),
-                receiver,
-                checks,
-                epoch,
-                stop.clone(),
-            ))
-        })
-        .collect();
-    let mut senders: Vec<(usize, JoinHandle<SentByWorker>)> = Vec::new();
-    for (sender, joined) in joined.iter().enumerate() {
-        let plan = SendPlan {
-            client: Arc::clone(&joined.client),
-            rooms: Arc::new(
-                joined
-                    .rooms
-                    .iter()
-                    .map(|(_, name, _)| name.clone())
-                    .collect(),
-            ),
-            sender,
-            next_index: Arc::new(AtomicUsize::new(0)),
-            messages: settings.messages,
-            body_bytes: settings.body_bytes,
-            epoch,
-            deadline,
-        };
-        for _ in 0..settings.concurrency {
-            senders.push((sender, tokio::spawn(traffic::send_worker(plan.clone()))));
-        }
-    }
+    let receivers = start_receivers(joined, &plans, &first_seqs, epoch, &stop);
+    let senders = start_senders(joined, settings, epoch, deadline);
 
     let mut acks: Vec<AckLog> = plans
         .iter()
@@ -302,6 +271,83 @@ async fn measure(joined: &[Joined], settings: &DurableSettings) -> anyhow::Resul
     })
 }
 
+/// One receiving task per client, checking each of its rooms against the room's plan.
+fn start_receivers(
+    joined: &[Joined],
+    plans: &[Arc<RoomPlan>],
+    first_seqs: &[u64],
+    epoch: Instant,
+    stop: &CancellationToken,
+) -> Vec<JoinHandle<Received>> {
+    joined
+        .iter()
+        .enumerate()
+        .map(|(receiver, joined)| {
+            let checks = joined
+                .rooms
+                .iter()
+                .map(|(room, name, _)| {
+                    let plan = Arc::clone(&plans[*room]);
+                    let check = DeliveryCheck::new(receiver, plan, first_seqs[*room]);
+                    (name.clone(), *room, check)
+                })
+                .collect();
+            tokio::spawn(traffic::receive(
+                Arc::clone(&joined.client),
+                receiver,
+                checks,
+                epoch,
+                stop.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// `concurrency` sending workers per client, each with its client's number.
+fn start_senders(
+    joined: &[Joined],
+    settings: &DurableSettings,
+    epoch: Instant,
+    deadline: Instant,
+) -> Vec<(usize, JoinHandle<SentByWorker>)> {
+    let workers = settings.clients * settings.concurrency;
+    // At a fixed rate each worker sends every `period`, the workers' turns spread evenly.
+    let period = settings
+        .rate
+        .map(|rate| Duration::from_secs_f64(workers as f64 / rate));
+    let mut senders = Vec::with_capacity(workers);
+    for (sender, joined) in joined.iter().enumerate() {
+        let plan = SendPlan {
+            client: Arc::clone(&joined.client),
+            rooms: Arc::new(
+                joined
+                    .rooms
+                    .iter()
+                    .map(|(_, name, _)| name.clone())
+                    .collect(),
+            ),
+            sender,
+            next_index: Arc::new(AtomicUsize::new(0)),
+            messages: settings.messages,
+            body_bytes: settings.body_bytes,
+            epoch,
+            deadline,
+        };
+        for slot in 0..settings.concurrency {
+            let worker = sender * settings.concurrency + slot;
+            let pace = period.map(|period| Pace {
+                first: epoch + period.mul_f64(worker as f64 / workers as f64),
+                period,
+            });
+            senders.push((
+                sender,
+                tokio::spawn(traffic::send_worker(plan.clone(), pace)),
+            ));
+        }
+    }
+    senders
+}
+
 /// The daemon's writer counters `(transactions, sends)` from its status, if it answers.
 async fn store_commits(admin_socket: &std::path::Path) -> Option<(u64, u64)> {
     let mut admin = AdminClient::connect(admin_socket).await.ok()?;
@@ -332,6 +378,7 @@ impl Phase {
             rooms: settings.rooms,
             messages_per_client: settings.messages,
             concurrency: settings.concurrency,
+            rate: settings.rate,
             body_bytes: settings.body_bytes,
             setup_secs,
             acked: self.acked,

@@ -39,6 +39,13 @@ pub(crate) struct SendPlan {
     pub(crate) deadline: Instant,
 }
 
+/// When a worker at a fixed rate sends: at `first`, then every `period`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pace {
+    pub(crate) first: Instant,
+    pub(crate) period: Duration,
+}
+
 /// What one sending worker did.
 #[derive(Debug, Default)]
 pub(crate) struct SentByWorker {
@@ -56,8 +63,12 @@ pub(crate) struct SentByWorker {
 /// good. A retryable refusal (`rate_limited`, `busy`) or a timeout resends the same message
 /// with the same client message id, which the daemon answers with the first ack if the
 /// first attempt was committed after all.
-pub(crate) async fn send_worker(plan: SendPlan) -> SentByWorker {
+///
+/// With a `pace`, each send waits for its due time and its latency counts from then: a send
+/// that is late because the previous one took longer than a period is charged the delay.
+pub(crate) async fn send_worker(plan: SendPlan, pace: Option<Pace>) -> SentByWorker {
     let mut sent = SentByWorker::default();
+    let mut due = pace.map(|pace| pace.first);
     loop {
         let index = plan.next_index.fetch_add(1, Ordering::Relaxed);
         if index >= plan.messages {
@@ -77,7 +88,14 @@ pub(crate) async fn send_worker(plan: SendPlan) -> SentByWorker {
                 break;
             }
         };
-        let started = Instant::now();
+        let started = match (due, pace) {
+            (Some(at), Some(pace)) => {
+                tokio::time::sleep_until(at.into()).await;
+                due = Some(at + pace.period);
+                at
+            }
+            _ => Instant::now(),
+        };
         let body = encode_body(
             plan.sender,
             index,
