@@ -97,11 +97,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Daemo
     let publisher = broker.clone();
     let writer = spawn_writer(
         store.clone(),
-        WriterSettings {
-            queue_capacity: config.store.queue_capacity,
-            max_batch: config.store.max_batch,
-            max_batch_delay: Duration::from_millis(config.store.max_batch_delay_ms),
-        },
+        writer_settings(config, store.backend()),
         Box::new(move |message| publisher.publish(&Event::Message(message.clone()))),
         &back,
     );
@@ -229,5 +225,19 @@ fn auth_settings(config: &Config) -> AuthSettings {
         max_failures_per_address: auth.max_failures_per_address,
         failure_window: Duration::from_secs(auth.failure_window_secs),
         resume_token_ttl: Duration::from_secs(auth.resume_token_ttl_secs),
+    }
+}
+
+/// The writer's settings from `[store]`, for the backend in use.
+fn writer_settings(config: &Config, backend: &str) -> WriterSettings {
+    WriterSettings {
+        queue_capacity: config.store.queue_capacity,
+        max_batch: config.store.max_batch,
+        // Only PostgreSQL's wire needs the cap (see `store.max_batch_bytes`).
+        max_batch_bytes: match backend {
+            "postgres" => config.store.max_batch_bytes,
+            _ => 0,
+        },
+        max_batch_delay: Duration::from_millis(config.store.max_batch_delay_ms),
     }
 }

@@ -34,6 +34,9 @@ pub struct WriterSettings {
     pub queue_capacity: usize,
     /// The most sends committed in one transaction. Values below 1 count as 1.
     pub max_batch: usize,
+    /// The most bytes of sends ([`wire_bytes`]) in one transaction; a batch always takes
+    /// at least one send. Zero means no limit.
+    pub max_batch_bytes: usize,
     /// How long a batch stays open for more sends once the queue is empty. Zero commits at
     /// once; under load batches still grow while the previous transaction commits.
     pub max_batch_delay: Duration,
@@ -125,6 +128,12 @@ pub fn spawn_writer(
     let writer = Writer {
         store,
         max_batch: settings.max_batch.max(1),
+        max_batch_bytes: match settings.max_batch_bytes {
+            0 => usize::MAX,
+            limit => limit,
+        },
+        held: None,
+        batch_bytes: 0,
         max_batch_delay: settings.max_batch_delay,
         publish,
         requests,
@@ -145,6 +154,12 @@ struct Request {
 struct Writer {
     store: Store,
     max_batch: usize,
+    max_batch_bytes: usize,
+    /// A send taken from the queue that did not fit the batch being formed; it starts the
+    /// next one.
+    held: Option<Request>,
+    /// [`wire_bytes`] of the batch being formed.
+    batch_bytes: usize,
     max_batch_delay: Duration,
     publish: Box<dyn FnMut(&Message) + Send>,
     requests: mpsc::Receiver<Request>,
@@ -155,16 +170,20 @@ impl Writer {
     async fn run(mut self, shutdown: CancellationToken) {
         let mut batch = Vec::with_capacity(self.max_batch);
         loop {
-            let first = tokio::select! {
+            let first = if let Some(held) = self.held.take() {
+                held
+            } else {
+                tokio::select! {
                 biased;
                 () = shutdown.cancelled() => break,
-                request = self.requests.recv() => match request {
-                    Some(request) => request,
-                    // Every handle is gone, so nobody can send or wait any more.
-                    None => return,
-                },
+                    request = self.requests.recv() => match request {
+                        Some(request) => request,
+                        // Every handle is gone, so nobody can send or wait any more.
+                        None => return,
+                    },
+                }
             };
-            batch.push(first);
+            self.add(&mut batch, first);
             self.collect(&mut batch, &shutdown).await;
             self.commit(&mut batch).await;
         }
@@ -173,6 +192,9 @@ impl Writer {
         // answered, so every acknowledged message is stored and no sender waits forever.
         self.requests.close();
         loop {
+            if let Some(held) = self.held.take() {
+                self.add(&mut batch, held);
+            }
             self.take_queued(&mut batch);
             if batch.is_empty() {
                 break;
@@ -186,19 +208,19 @@ impl Writer {
     /// within `max_batch_delay`. Ends early on shutdown; the batch is committed either way.
     async fn collect(&mut self, batch: &mut Vec<Request>, shutdown: &CancellationToken) {
         self.take_queued(batch);
-        if batch.len() >= self.max_batch || self.max_batch_delay.is_zero() {
+        if self.is_full(batch) || self.max_batch_delay.is_zero() {
             return;
         }
         let deadline = tokio::time::sleep(self.max_batch_delay);
         tokio::pin!(deadline);
         // Bounded: every turn adds one send or ends the loop.
-        while batch.len() < self.max_batch {
+        while !self.is_full(batch) {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return,
                 () = &mut deadline => return,
                 request = self.requests.recv() => match request {
-                    Some(request) => batch.push(request),
+                    Some(request) => self.add(batch, request),
                     None => return,
                 },
             }
@@ -206,16 +228,37 @@ impl Writer {
     }
 
     fn take_queued(&mut self, batch: &mut Vec<Request>) {
-        while batch.len() < self.max_batch {
+        while !self.is_full(batch) {
             match self.requests.try_recv() {
-                Ok(request) => batch.push(request),
+                Ok(request) => self.add(batch, request),
                 Err(_) => break,
             }
         }
     }
 
+    /// Whether `batch` takes no more sends: `max_batch` reached, or a send is held back
+    /// because it would have passed `max_batch_bytes`.
+    fn is_full(&self, batch: &[Request]) -> bool {
+        batch.len() >= self.max_batch || self.held.is_some()
+    }
+
+    /// Adds `request` to `batch`, or holds it for the next batch when it would take the
+    /// batch past `max_batch_bytes` (a batch always takes its first send).
+    fn add(&mut self, batch: &mut Vec<Request>, request: Request) {
+        let bytes = self
+            .batch_bytes
+            .saturating_add(wire_bytes(&request.message));
+        if !batch.is_empty() && bytes > self.max_batch_bytes {
+            self.held = Some(request);
+        } else {
+            self.batch_bytes = bytes;
+            batch.push(request);
+        }
+    }
+
     /// Commits and empties `batch`, publishes its new messages, then answers its senders.
     async fn commit(&mut self, batch: &mut Vec<Request>) {
+        self.batch_bytes = 0;
         let (messages, replies): (Vec<NewMessage>, Vec<_>) = batch
             .drain(..)
             .map(|request| (request.message, request.reply))
@@ -261,6 +304,16 @@ impl Writer {
             }
         }
     }
+}
+
+/// What a send adds to a commit's request: its body and ids, plus the length prefixes of the
+/// four arrays they travel in.
+pub fn wire_bytes(message: &NewMessage) -> usize {
+    message.body.len()
+        + message.room.as_str().len()
+        + message.from.as_str().len()
+        + message.cmid.as_str().len()
+        + 16
 }
 
 /// The same failure for another sender of the batch. Database errors cannot be cloned, so the

@@ -429,6 +429,7 @@ fn settings(queue_capacity: usize, max_batch: usize) -> WriterSettings {
     WriterSettings {
         queue_capacity,
         max_batch,
+        max_batch_bytes: 0,
         max_batch_delay: Duration::ZERO,
     }
 }

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::TempSqlite;
 use super::suite::{room, send, user};
 use crate::lifecycle::Tasks;
-use crate::store::writer::{AppendError, WriterHandle, WriterSettings, spawn_writer};
+use crate::store::writer::{AppendError, WriterHandle, WriterSettings, spawn_writer, wire_bytes};
 use crate::store::{Committed, HistoryRange, StoreError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -102,6 +102,50 @@ async fn writer_commits_concurrent_sends_in_few_transactions() {
         transactions <= most,
         "{transactions} transactions for {SENDS} sends"
     );
+    running.stop().await;
+}
+
+/// `max_batch_bytes` closes a batch before the send that would pass it; a send larger than
+/// the limit still goes, alone.
+#[tokio::test]
+async fn writer_keeps_batches_within_max_batch_bytes() {
+    const SENDS: usize = 30;
+    let body = "b".repeat(100);
+    let alice = user("alice");
+    let one = wire_bytes(&send(&room("lobby"), &alice, "c10", &body));
+    let mut limited = settings(1_024, 256);
+    limited.max_batch_bytes = 3 * one;
+    let running = Running::start(TempSqlite::new().await, limited).await;
+    let lock = running.db.lock_writes().await;
+    let mut appends: Vec<_> = (10..10 + SENDS)
+        .map(|i| {
+            let message = send(&room("lobby"), &alice, &format!("c{i}"), &body);
+            assert_eq!(wire_bytes(&message), one);
+            Box::pin(running.writer.append(message))
+        })
+        .collect();
+    let oversized = "o".repeat(4 * one);
+    appends.push(Box::pin(running.writer.append(send(
+        &room("lobby"),
+        &alice,
+        "big",
+        &oversized,
+    ))));
+    for append in &mut appends {
+        assert!(poll_once(append).await.is_none());
+    }
+    lock.release().await;
+    let mut seqs = Vec::new();
+    for append in appends {
+        seqs.push(append.await.unwrap().message.seq.0);
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=SENDS as u64 + 1).collect::<Vec<_>>());
+    // At most three sends per transaction, the oversized one alone: at least 10 + 1.
+    let transactions = running.writer.transactions();
+    assert!(transactions >= 11, "{transactions} transactions");
+    assert!(transactions <= 12, "{transactions} transactions");
+    assert_eq!(running.writer.batched_sends(), SENDS as u64 + 1);
     running.stop().await;
 }
 
@@ -340,6 +384,7 @@ fn settings(queue_capacity: usize, max_batch: usize) -> WriterSettings {
     WriterSettings {
         queue_capacity,
         max_batch,
+        max_batch_bytes: 0,
         max_batch_delay: Duration::ZERO,
     }
 }
