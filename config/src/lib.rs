@@ -152,6 +152,10 @@ pub struct StoreConfig {
     pub queue_capacity: usize,
     /// Most messages committed in one transaction. Default 256. Not reloadable.
     pub max_batch: usize,
+    /// PostgreSQL only: most bytes of messages (bodies and ids) committed in one
+    /// transaction, so that a commit's request fits in one TLS record; 0 means no limit.
+    /// Default 14336. Not reloadable.
+    pub max_batch_bytes: usize,
     /// Longest the writer waits to fill a batch, in milliseconds. Default 0 (batches still
     /// grow while the previous commit runs). Not reloadable.
     pub max_batch_delay_ms: u64,
@@ -173,11 +177,8 @@ impl Default for StoreConfig {
             url: Secret::default(),
             queue_capacity: 4096,
             max_batch: 256,
+            max_batch_bytes: 14_336,
             max_batch_delay_ms: 0,
-    /// PostgreSQL only: most bytes of messages (bodies and ids) committed in one
-    /// transaction, so that a commit's request fits in one TLS record; 0 means no limit.
-    /// Default 14336. Not reloadable.
-    pub max_batch_bytes: usize,
             max_connections: 8,
             run_migrations: true,
             acquire_timeout_ms: 2000,
@@ -199,7 +200,6 @@ pub struct LimitsConfig {
     /// reloadable.
     pub sends_per_sec: u32,
     /// Burst of sends allowed above the sustained rate. Default 40. Not reloadable.
-            max_batch_bytes: 14_336,
     pub send_burst: u32,
     /// Messages of history sent with `joined`. Default 50. Not reloadable.
     pub join_history: u32,
