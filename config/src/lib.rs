@@ -9,6 +9,8 @@
 //!   that derive paths and URLs from them.
 //! - `load`: [`load`] and [`Overrides`]: figment layering and error reporting (key and source).
 //! - `env`: the `CHATD_*` environment provider.
+//! - `optional_address`: serde for an address that may be empty (`listen.metrics`).
+//! - `diff`: [`changed_keys`], the keys that differ between two configurations.
 //! - `validate`: cross-field checks, run by [`load`] and [`Config::validate`].
 //! - [`secret`]: [`Secret<T>`](secret::Secret), redacted in logs and `config check`.
 //! - `error`: [`Error`].
@@ -21,18 +23,21 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+mod diff;
 mod env;
 mod error;
 mod load;
+mod optional_address;
 pub mod secret;
 mod validate;
 
+pub use diff::changed_keys;
 pub use error::Error;
 pub use load::{Overrides, load};
 pub use secret::Secret;
 
 /// Dotted names of the keys that SIGHUP re-reads; every other key needs a restart.
-pub const RELOADABLE_KEYS: &[&str] = &["log_level"];
+pub const RELOADABLE_KEYS: &[&str] = &["log_level", "tls.cert_file", "tls.key_file"];
 
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +62,8 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// How long history is kept.
     pub retention: RetentionConfig,
+    /// TLS for the WebSocket listener.
+    pub tls: TlsConfig,
 }
 
 impl Config {
@@ -65,6 +72,19 @@ impl Config {
     pub fn admin_socket_path(&self) -> PathBuf {
         // `join` keeps an absolute `admin_socket` as it is.
         self.data_dir.join(&self.listen.admin_socket)
+    }
+
+    /// The certificate chain and key files to serve TLS with, each resolved against
+    /// `data_dir` when relative; `None` when `[tls]` is not configured (plain `ws://`).
+    /// Both or neither are set once [`Config::validate`] passed.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        if self.tls.cert_file.as_os_str().is_empty() || self.tls.key_file.as_os_str().is_empty() {
+            return None;
+        }
+        Some(TlsFiles {
+            cert_file: self.data_dir.join(&self.tls.cert_file),
+            key_file: self.data_dir.join(&self.tls.key_file),
+        })
     }
 
     /// The database URL to connect to: `store.url` when set, else SQLite at
@@ -115,6 +135,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             shutdown: ShutdownConfig::default(),
             retention: RetentionConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -128,6 +149,14 @@ pub struct ListenConfig {
     /// Admin socket path (Unix socket, mode 0660). Relative paths are resolved against
     /// `data_dir`. Default `chatd.sock`. Not reloadable.
     pub admin_socket: PathBuf,
+    /// Serve plain `ws://` on an address other than loopback. Without `[tls]`, chatd refuses
+    /// a non-loopback `websocket` address unless this is true, which is meant for a
+    /// TLS-terminating proxy in front of chatd. Default false. Not reloadable.
+    pub allow_plaintext: bool,
+    /// Address of the operator HTTP listener: Prometheus metrics at `/metrics`, health at
+    /// `/healthz` and `/readyz`. Empty (the default) turns it off. Not reloadable.
+    #[serde(with = "optional_address")]
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for ListenConfig {
@@ -135,6 +164,8 @@ impl Default for ListenConfig {
         Self {
             websocket: SocketAddr::from((Ipv4Addr::LOCALHOST, 7878)),
             admin_socket: PathBuf::from("chatd.sock"),
+            allow_plaintext: false,
+            metrics: None,
         }
     }
 }
@@ -302,6 +333,30 @@ impl Default for RetentionConfig {
     }
 }
 
+/// TLS for the WebSocket listener (`wss://`). Both files or neither: with neither (the
+/// default) the listener speaks plain `ws://`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM file with the certificate chain, the server's certificate first. Relative paths
+    /// are resolved against `data_dir`. Default empty (no TLS). Reloadable: SIGHUP reads the
+    /// files again, so a renewed certificate takes effect without a restart.
+    pub cert_file: PathBuf,
+    /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1). Relative paths
+    /// are resolved against `data_dir`. Default empty (no TLS). Reloadable, like `cert_file`.
+    pub key_file: PathBuf,
+}
+
+/// The files of a configured `[tls]` section, resolved against `data_dir`
+/// ([`Config::tls_files`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate chain.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+}
+
 /// File name of the embedded SQLite database inside `data_dir`.
 const DEFAULT_DATABASE_FILE: &str = "chatd.db";
 
@@ -395,6 +450,22 @@ mod tests {
         assert_eq!(
             config.admin_socket_path(),
             Path::new("/run/chatd/admin.sock")
+        );
+    }
+
+    #[test]
+    fn tls_files_are_resolved_against_data_dir_and_need_both_keys() {
+        let mut config = config_in("/var/lib/chatd");
+        assert_eq!(config.tls_files(), None);
+        config.tls.cert_file = PathBuf::from("tls/cert.pem");
+        assert_eq!(config.tls_files(), None);
+        config.tls.key_file = PathBuf::from("/etc/chatd/key.pem");
+        assert_eq!(
+            config.tls_files(),
+            Some(TlsFiles {
+                cert_file: PathBuf::from("/var/lib/chatd/tls/cert.pem"),
+                key_file: PathBuf::from("/etc/chatd/key.pem"),
+            })
         );
     }
 

@@ -444,7 +444,7 @@ mod tests {
         assert_eq!(details.len(), 3, "{details:#?}");
         assert!(details.contains(&format!(
             "key `colour` in {path}: unknown key; keys allowed at the top level: auth, data_dir, \
-             limits, listen, log_level, retention, shutdown, store"
+             limits, listen, log_level, retention, shutdown, store, tls"
         )));
         assert!(details.iter().any(|d| d.starts_with(&format!(
             "key `limits.max_body` in {path}: unknown key; keys allowed in section [limits]: "

@@ -52,11 +52,35 @@ impl Violation {
 /// Runs every check in order and returns the first failure.
 pub(crate) fn check(config: &Config) -> Result<(), Violation> {
     check_paths(config)?;
+    check_tls(config)?;
+    check_metrics(config)?;
     check_log_level(&config.log_level)?;
     check_store(config)?;
     check_limits(config)?;
     check_auth(config)?;
     check_retention(config)?;
+    Ok(())
+}
+
+/// The metrics listener cannot share the WebSocket listener's port: one of the two binds would
+/// fail at start-up with a less helpful message.
+fn check_metrics(config: &Config) -> Result<(), Violation> {
+    let (Some(metrics), websocket) = (config.listen.metrics, config.listen.websocket) else {
+        return Ok(());
+    };
+    let overlapping = metrics.ip() == websocket.ip()
+        || metrics.ip().is_unspecified()
+        || websocket.ip().is_unspecified();
+    if metrics.port() != 0 && metrics.port() == websocket.port() && overlapping {
+        return Err(Violation::new(
+            "listen.metrics",
+            format!(
+                "({metrics}) uses the port of listen.websocket ({websocket}); give the metrics \
+                 listener a port of its own, such as 9100"
+            ),
+        )
+        .related(&["listen.websocket"]));
+    }
     Ok(())
 }
 
@@ -95,6 +119,53 @@ fn check_paths(config: &Config) -> Result<(), Violation> {
         .related(&["data_dir"]));
     }
     Ok(())
+}
+
+/// `[tls]` takes both files or neither, and without it a WebSocket listener that other hosts
+/// can reach needs the operator's explicit `listen.allow_plaintext`: session traffic (chat
+/// messages, resume tokens) would otherwise cross the network unencrypted by accident.
+fn check_tls(config: &Config) -> Result<(), Violation> {
+    let tls = &config.tls;
+    require_utf8("tls.cert_file", &tls.cert_file)?;
+    require_utf8("tls.key_file", &tls.key_file)?;
+    let has_cert = !tls.cert_file.as_os_str().is_empty();
+    let has_key = !tls.key_file.as_os_str().is_empty();
+    match (has_cert, has_key) {
+        (true, false) => {
+            return Err(Violation::new(
+                "tls.key_file",
+                "is not set, but tls.cert_file is: TLS needs the certificate chain and its \
+                 private key; set both, or neither to serve plain ws://"
+                    .to_owned(),
+            )
+            .related(&["tls.cert_file"]));
+        }
+        (false, true) => {
+            return Err(Violation::new(
+                "tls.cert_file",
+                "is not set, but tls.key_file is: TLS needs the certificate chain and its \
+                 private key; set both, or neither to serve plain ws://"
+                    .to_owned(),
+            )
+            .related(&["tls.key_file"]));
+        }
+        (true, true) => return Ok(()),
+        (false, false) => {}
+    }
+    let address = config.listen.websocket;
+    if address.ip().to_canonical().is_loopback() || config.listen.allow_plaintext {
+        return Ok(());
+    }
+    Err(Violation::new(
+        "listen.websocket",
+        format!(
+            "is {address}, which other hosts can reach, but [tls] is not configured and \
+             listen.allow_plaintext is false: chat traffic would cross the network \
+             unencrypted. Configure [tls] with cert_file and key_file, or set \
+             listen.allow_plaintext = true when a TLS-terminating proxy is in front of chatd"
+        ),
+    )
+    .related(&["listen.allow_plaintext"]))
 }
 
 fn require_utf8(key: &'static str, path: &Path) -> Result<(), Violation> {
@@ -399,5 +470,52 @@ mod tests {
         let (key, message) = failure(&config);
         assert_eq!(key, "listen.admin_socket");
         assert!(message.contains("107 bytes"), "{message}");
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let mut config = base();
+        config.tls.cert_file = PathBuf::from("cert.pem");
+        let (key, message) = failure(&config);
+        assert_eq!(key, "tls.key_file");
+        assert!(message.contains("tls.cert_file is"), "{message}");
+
+        config.tls = crate::TlsConfig {
+            key_file: PathBuf::from("key.pem"),
+            ..crate::TlsConfig::default()
+        };
+        assert_eq!(failure(&config).0, "tls.cert_file");
+
+        config.tls.cert_file = PathBuf::from("cert.pem");
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn plaintext_websocket_is_refused_off_loopback() {
+        let mut config = base();
+        for loopback in [
+            "127.0.0.1:7878",
+            "127.0.0.2:1",
+            "[::1]:7878",
+            "[::ffff:127.0.0.1]:1",
+        ] {
+            config.listen.websocket = loopback.parse().unwrap();
+            config.validate().unwrap();
+        }
+        for public in ["0.0.0.0:7878", "[::]:7878", "192.0.2.7:443"] {
+            config.listen.websocket = public.parse().unwrap();
+            let (key, message) = failure(&config);
+            assert_eq!(key, "listen.websocket");
+            assert!(message.contains("listen.allow_plaintext"), "{message}");
+            assert!(message.contains("[tls]"), "{message}");
+        }
+
+        config.listen.allow_plaintext = true;
+        config.validate().unwrap();
+
+        config.listen.allow_plaintext = false;
+        config.tls.cert_file = PathBuf::from("cert.pem");
+        config.tls.key_file = PathBuf::from("key.pem");
+        config.validate().unwrap();
     }
 }

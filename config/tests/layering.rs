@@ -9,29 +9,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use chatd_config::{Config, Error, Overrides, load};
-use figment::Jail;
 
-#[expect(
-    clippy::result_large_err,
-    reason = "Jail fixes the closure's error type"
-)]
-fn jail(test: impl FnOnce(&mut Jail)) {
-    Jail::expect_with(|jail| {
-        jail.clear_env();
-        test(jail);
-        Ok(())
-    });
-}
+mod support;
+
+use support::{jail, with_file};
 
 fn addr(text: &str) -> SocketAddr {
     text.parse().expect("test addresses are valid")
-}
-
-fn with_file(path: &str) -> Overrides {
-    Overrides {
-        config_file: Some(PathBuf::from(path)),
-        ..Overrides::default()
-    }
 }
 
 fn load_details(overrides: &Overrides) -> Vec<String> {
@@ -169,11 +153,12 @@ fn unknown_env_var_names_the_variable_and_suggests_the_right_one() {
             details,
             [
                 "key `colour` from env var CHATD_COLOUR: unknown key; keys allowed at the top \
-                 level: auth, data_dir, limits, listen, log_level, retention, shutdown, store",
+                 level: auth, data_dir, limits, listen, log_level, retention, shutdown, store, \
+                 tls",
                 "key `listen_websocket` from env var CHATD_LISTEN_WEBSOCKET: unknown key; did \
                  you mean CHATD_LISTEN__WEBSOCKET? (`__` separates a section from its key); keys \
                  allowed at the top level: auth, data_dir, limits, listen, log_level, retention, \
-                 shutdown, store",
+                 shutdown, store, tls",
             ]
         );
     });

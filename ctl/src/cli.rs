@@ -22,6 +22,8 @@ Commands at a glance:
   chatctl room add-member ROOM USER
   chatctl room remove-member ROOM USER
   chatctl room set-retention ROOM DAYS|forever|default
+  chatctl session list [--user USER]
+  chatctl session kick ID | --user USER
   chatctl history export [--room ROOM]... [--since TIME] [--until TIME] [--format jsonl|csv] [--output FILE]
   chatctl history import FILE|-
   chatctl db migrate
@@ -32,7 +34,7 @@ Commands at a glance:
 
 Exit codes:
   0  success
-  1  the daemon refused the request (no such user or room, already exists, invalid)
+  1  the daemon refused the request (no such user, room or session, already exists, invalid)
   2  usage error (bad arguments, unreadable configuration, password input refused)
   3  cannot reach the daemon (admin socket missing, refused or not permitted)
   4  the daemon failed (internal error, no or unreadable reply; see the daemon's log)";
@@ -71,6 +73,9 @@ pub(crate) enum Command {
     /// Manage rooms and their members.
     #[command(subcommand)]
     Room(RoomCommand),
+    /// List and close the daemon's live sessions (client connections).
+    #[command(subcommand)]
+    Session(SessionCommand),
     /// Show the daemon's version, uptime, sessions, listeners and store.
     Status,
     /// Export and import message history.
@@ -200,6 +205,38 @@ fn parse_retention(text: &str) -> Result<Retention, String> {
             )
         }),
     }
+}
+
+/// `chatctl session ...`: the sessions of the daemon that owns the admin socket; with several
+/// nodes, ask each.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SessionCommand {
+    /// List live sessions, oldest first.
+    ///
+    /// Each shows its id, user ("-" before login), transport, the client's address, when it
+    /// connected (UTC) and how many rooms it receives events of.
+    List {
+        /// Only this user's sessions.
+        #[arg(long, value_name = "USER")]
+        user: Option<UserId>,
+    },
+    /// Close a session, or every session of a user, with close code 4006 (kicked).
+    ///
+    /// The account is not affected: the client may reconnect and log in again. To keep a user
+    /// out, use `chatctl user disable`.
+    Kick(KickArgs),
+}
+
+/// `chatctl session kick` arguments: a session id or `--user`.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct KickArgs {
+    /// The session id, as `chatctl session list` shows it (s1a).
+    #[arg(value_name = "ID")]
+    pub(crate) id: Option<String>,
+    /// Close every session of this user instead.
+    #[arg(long, value_name = "USER")]
+    pub(crate) user: Option<UserId>,
 }
 
 /// `chatctl history ...`

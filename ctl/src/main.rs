@@ -3,7 +3,7 @@
 //!
 //! # Exit codes
 //! - 0: success.
-//! - 1: the daemon refused the request (no such user or room, already exists, invalid).
+//! - 1: the daemon refused the request (no such user, room or session, already exists, invalid).
 //! - 2: usage error: bad arguments (clap), an unreadable configuration, a refused password
 //!   input (empty, or the two entries differ), an unreadable or bad file to import.
 //! - 3: cannot reach the daemon (admin socket missing, refused, or not permitted), or for
@@ -15,8 +15,8 @@
 //!
 //! # Layout
 //! - `cli`: the clap command line; its doc comments are `--help`.
-//! - `commands`: one file per command group (`user`, `room`, `status`, `history`, `db`,
-//!   `completions`, `man`), and the socket lookup.
+//! - `commands`: one file per command group (`user`, `room`, `session`, `status`, `history`,
+//!   `db`, `completions`, `man`), and the socket lookup.
 //! - `admin_client`: the shared admin socket client, its failures turned into messages, and
 //!   the reader for answers of several lines.
 //! - `record`: the history export file format (JSON lines, CSV).

@@ -92,6 +92,8 @@ fn help_lists_every_command_and_the_exit_codes() {
         "chatctl room add-member ROOM USER",
         "chatctl room remove-member ROOM USER",
         "chatctl room set-retention ROOM DAYS|forever|default",
+        "chatctl session list [--user USER]",
+        "chatctl session kick ID | --user USER",
         "chatctl history export [--room ROOM]... [--since TIME] [--until TIME] [--format jsonl|csv] [--output FILE]",
         "chatctl history import FILE|-",
         "chatctl db migrate",

@@ -8,6 +8,7 @@ use std::process::{Command, Output, Stdio};
 const TOP_LEVEL: &[&str] = &[
     "user",
     "room",
+    "session",
     "status",
     "history",
     "db",

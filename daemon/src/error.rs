@@ -9,6 +9,9 @@ pub enum Error {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The process's metrics recorder could not be installed (another one is in place).
+    #[error("cannot record metrics: {0}")]
+    Metrics(String),
     /// A listener could not be bound.
     #[error("cannot listen on {what}: {source}")]
     Bind {
@@ -21,4 +24,8 @@ pub enum Error {
     /// Login setup failed (the OPAQUE server keys could not be read or stored).
     #[error("login setup failed: {0}")]
     Auth(#[from] crate::auth::AuthError),
+    /// The TLS certificate or key could not be loaded (at start-up, or on a reload, which
+    /// then keeps the certificate in use).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }

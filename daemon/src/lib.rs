@@ -11,24 +11,33 @@
 //! - `store`: users, rooms, messages (SQLite or PostgreSQL) and the group-commit writer.
 //! - `auth`: OPAQUE login and registration, login rate limits, resume tokens.
 //! - `admin`: the Unix admin socket chatctl talks to.
+//! - `health`: readiness (store, broker, draining) for `/readyz` and status.
+//! - `http`: the operator HTTP listener: `/metrics`, `/healthz`, `/readyz`.
+//! - `metrics`: every exported metric, declared in one place, and the recording functions.
 //! - `retention`: the background task that deletes expired history.
+//! - `tls`: the WebSocket listener's certificate, loaded from PEM files and reloadable.
 //! - `error`: [`Error`].
 //!
-//! Start-up order: store (migrated) → auth keys → hub, broker, writer → listeners. Drain
-//! order on shutdown: stop accepting → sessions send `going_away` and the acks of sends
-//! already queued → the writer commits what is queued → exit. An ack is only ever sent
-//! after its commit, so nothing acknowledged is lost.
+//! Start-up order: TLS certificate (when configured) → store (migrated) → auth keys → hub,
+//! broker, writer → listeners. Drain order on shutdown: `/readyz` answers 503 → stop
+//! accepting → sessions send `going_away` and the acks of sends already queued → the writer
+//! commits what is queued → the metrics listener stops → exit. An ack is only ever sent after
+//! its commit, so nothing acknowledged is lost.
 
 pub mod admin;
 pub mod auth;
 pub mod broker;
 mod error;
+pub mod health;
+pub mod http;
 pub mod hub;
 pub mod lifecycle;
+pub mod metrics;
 pub mod node;
 pub mod retention;
 pub mod session;
 pub mod store;
+pub mod tls;
 pub mod transport;
 
 use std::net::SocketAddr;
@@ -37,6 +46,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chatd_config::Config;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -50,6 +60,7 @@ use crate::node::Node;
 use crate::session::state::SessionLimits;
 use crate::store::writer::{WriterSettings, spawn_writer};
 use crate::store::{Store, StoreSettings};
+use crate::tls::{CertificateSummary, ServerTls, TlsError};
 
 /// A started daemon.
 #[derive(Debug)]
@@ -58,12 +69,42 @@ pub struct Daemon {
     pub websocket_addr: SocketAddr,
     /// The admin socket path.
     pub admin_socket: PathBuf,
+    /// The bound metrics and health address, when `listen.metrics` is set.
+    pub metrics_addr: Option<SocketAddr>,
     /// The store backend in use.
     pub store_backend: &'static str,
+    /// The WebSocket listener's TLS, when `[tls]` is configured.
+    tls: Option<Arc<ServerTls>>,
+    /// The node while it runs; weak, so the drain can still drop the last strong reference.
+    node: std::sync::Weak<Node>,
     done: tokio::task::JoinHandle<()>,
 }
 
 impl Daemon {
+    /// The WebSocket URL scheme clients use: `wss` with TLS, else `ws`.
+    pub fn websocket_scheme(&self) -> &'static str {
+        websocket_scheme(self.tls.is_some())
+    }
+
+    /// Reads the TLS certificate chain and key from `files` again (SIGHUP) and serves them
+    /// to every new connection; established connections keep the certificate they got.
+    ///
+    /// # Errors
+    /// [`Error::Tls`] naming the file that failed to load, or saying that the daemon runs
+    /// without TLS (turning TLS on takes a restart). The certificate in use then stays.
+    pub fn reload_tls(&self, files: &chatd_config::TlsFiles) -> Result<CertificateSummary, Error> {
+        let tls = self.tls.as_ref().ok_or(TlsError::NotEnabled)?;
+        Ok(tls.reload(files)?)
+    }
+
+    /// Records the configuration keys that changed on disk but take effect only at the next
+    /// restart (SIGHUP), for `chatctl status`. No effect once the daemon has stopped.
+    pub fn set_pending_restart(&self, keys: Vec<String>) {
+        if let Some(node) = self.node.upgrade() {
+            node.set_pending_restart(keys);
+        }
+    }
+
     /// Waits until the daemon has drained and stopped (after the shutdown token fired).
     pub async fn wait(self) {
         if let Err(error) = self.done.await {
@@ -76,8 +117,10 @@ impl Daemon {
 /// is bound. Cancelling `shutdown` drains and stops it; [`Daemon::wait`] waits for that.
 ///
 /// # Errors
-/// When the store cannot be opened or a listener cannot be bound.
+/// When the TLS files cannot be loaded, the store cannot be opened or a listener cannot be
+/// bound.
 pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Daemon, Error> {
+    let tls = load_tls(config)?;
     std::fs::create_dir_all(&config.data_dir).map_err(|source| Error::Bind {
         what: format!("data directory {}", config.data_dir.display()),
         source,
@@ -102,16 +145,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Daemo
         &back,
     );
 
-    let listener = TcpListener::bind(config.listen.websocket)
-        .await
-        .map_err(|source| Error::Bind {
-            what: format!("websocket {}", config.listen.websocket),
-            source,
-        })?;
-    let websocket_addr = listener.local_addr().map_err(|source| Error::Bind {
-        what: "websocket".to_owned(),
-        source,
-    })?;
+    let (listener, websocket_addr) = bind_tcp("websocket", config.listen.websocket).await?;
     let admin_socket = config.admin_socket_path();
     let admin_listener = admin::bind(&admin_socket)
         .await
@@ -119,6 +153,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Daemo
             what: format!("admin socket {}", admin_socket.display()),
             source,
         })?;
+    let metrics = bind_metrics(config.listen.metrics).await?;
 
     let mut node = Node::new(
         hub,
@@ -132,16 +167,19 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Daemo
         Duration::from_millis(config.shutdown.reconnect_window_ms),
     );
     node.listeners = vec![
-        format!("ws://{websocket_addr}"),
+        format!("{}://{websocket_addr}", websocket_scheme(tls.is_some())),
         format!("unix:{}", admin_socket.display()),
     ];
-    let node = Arc::new(node);
+    node.shutdown = shutdown.clone();
+    let (node, metrics_addr) = serve_metrics(metrics, node, &back);
+    let weak_node = Arc::downgrade(&node);
 
     let front = Tasks::new(&shutdown);
     front.spawn(
         "websocket-listener",
         transport::websocket::serve(
             listener,
+            tls.clone(),
             Arc::clone(&node),
             front.clone(),
             front.token().clone(),
@@ -191,9 +229,64 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Daemo
     Ok(Daemon {
         websocket_addr,
         admin_socket,
+        metrics_addr,
         store_backend,
+        tls,
+        node: weak_node,
         done,
     })
+}
+
+/// The bound metrics listener and the process's metrics recorder.
+struct MetricsListener {
+    listener: TcpListener,
+    handle: PrometheusHandle,
+    address: SocketAddr,
+}
+
+/// Shares the finished `node` and, when the metrics listener is configured, lists it among the
+/// node's listeners, serves the operator endpoints and keeps the recorder's histograms folded.
+/// `tasks` are the back tasks: `/readyz` answers 503 through the drain and stops at its very
+/// end. Returns the node and the listener's bound address.
+fn serve_metrics(
+    metrics: Option<MetricsListener>,
+    mut node: Node,
+    tasks: &Tasks,
+) -> (Arc<Node>, Option<SocketAddr>) {
+    let Some(metrics) = metrics else {
+        return (Arc::new(node), None);
+    };
+    node.listeners.push(format!("http://{}", metrics.address));
+    let node = Arc::new(node);
+    let upkeep = metrics::upkeep(
+        metrics.handle.clone(),
+        node.broker.clone(),
+        tasks.token().clone(),
+    );
+    tasks.spawn("metrics-upkeep", upkeep);
+    let serve = http::serve(
+        metrics.listener,
+        Arc::clone(&node),
+        metrics.handle,
+        tasks.clone(),
+    );
+    tasks.spawn("metrics-listener", serve);
+    (node, Some(metrics.address))
+}
+
+/// When `address` is set, binds the metrics listener there and installs the process's
+/// metrics recorder (once per process; see [`metrics`]).
+async fn bind_metrics(address: Option<SocketAddr>) -> Result<Option<MetricsListener>, Error> {
+    let Some(address) = address else {
+        return Ok(None);
+    };
+    let handle = metrics::install().map_err(Error::Metrics)?;
+    let (listener, address) = bind_tcp("metrics", address).await?;
+    Ok(Some(MetricsListener {
+        listener,
+        handle,
+        address,
+    }))
 }
 
 /// Runs the daemon until `shutdown` fires and the drain completes.
@@ -203,6 +296,43 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Daemo
 pub async fn run(config: &Config, shutdown: CancellationToken) -> Result<(), Error> {
     start(config, shutdown).await?.wait().await;
     Ok(())
+}
+
+/// Binds the `name` listener; the address it reports is the one bound (port 0 picks one).
+async fn bind_tcp(name: &str, address: SocketAddr) -> Result<(TcpListener, SocketAddr), Error> {
+    let what = || format!("{name} {address}");
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| Error::Bind {
+            what: what(),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| Error::Bind {
+        what: what(),
+        source,
+    })?;
+    Ok((listener, bound))
+}
+
+/// The WebSocket listener's TLS, when `[tls]` is configured. Loaded first, so that a
+/// certificate that cannot be served stops start-up before the store is touched.
+fn load_tls(config: &Config) -> Result<Option<Arc<ServerTls>>, TlsError> {
+    let Some(files) = config.tls_files() else {
+        return Ok(None);
+    };
+    let tls = ServerTls::load(&files)?;
+    let certificate = tls.current();
+    tracing::info!(
+        cert_file = %files.cert_file.display(),
+        sha256 = %certificate.sha256,
+        chain = certificate.chain_len,
+        "TLS certificate loaded"
+    );
+    Ok(Some(Arc::new(tls)))
+}
+
+fn websocket_scheme(is_tls: bool) -> &'static str {
+    if is_tls { "wss" } else { "ws" }
 }
 
 fn session_limits(config: &Config) -> SessionLimits {

@@ -5,7 +5,8 @@
 //! Run with `chatd` (embedded default: SQLite in the current directory, WebSocket on
 //! 127.0.0.1:7878) or `chatd --config /etc/chatd/chatd.toml`. `chatd config check` prints
 //! the effective configuration with secrets redacted. SIGTERM and SIGINT drain and stop;
-//! SIGHUP reloads the configuration (only `log_level` takes effect without a restart).
+//! SIGHUP reloads the configuration (`log_level` and the `[tls]` files take effect without a
+//! restart; the certificate files are read again even when the configuration is unchanged).
 
 use std::io::IsTerminal as _;
 use std::net::SocketAddr;
@@ -61,6 +62,9 @@ enum ConfigCommand {
 }
 
 fn main() -> ExitCode {
+    // One process-wide crypto provider, ring: rustls picks it when a configuration does not
+    // name one. Err only means one was installed already, which is then the one in use.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let overrides = chatd_config::Overrides {
         config_file: cli.config.clone(),
@@ -79,6 +83,14 @@ fn main() -> ExitCode {
         command: ConfigCommand::Check,
     }) = cli.command
     {
+        // The certificate files are part of the configuration an operator checks before a
+        // reload: load them as the daemon would (and as the user it runs as must be able to).
+        if let Some(files) = config.tls_files()
+            && let Err(error) = chatd::tls::ServerTls::load(&files)
+        {
+            eprintln!("chatd: configuration error:\n{error}");
+            return ExitCode::from(2);
+        }
         print!("{}", config.to_redacted_toml());
         return ExitCode::SUCCESS;
     }
@@ -126,15 +138,16 @@ fn run(config: &chatd_config::Config, overrides: &chatd_config::Overrides) -> an
         let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
         let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
         let mut hangup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+        let scheme = daemon.websocket_scheme();
         println!(
-            "chatd listening on ws://{} (store: {}, admin socket: {})",
+            "chatd listening on {scheme}://{} (store: {}, admin socket: {})",
             daemon.websocket_addr,
             daemon.store_backend,
             daemon.admin_socket.display()
         );
-        tracing::info!(websocket = %daemon.websocket_addr, "ready");
+        tracing::info!(websocket = %format!("{scheme}://{}", daemon.websocket_addr), "ready");
         let serving = format!(
-            "serving on ws://{} (store: {}), admin socket {}",
+            "serving on {scheme}://{} (store: {}), admin socket {}",
             daemon.websocket_addr,
             daemon.store_backend,
             daemon.admin_socket.display()
@@ -159,7 +172,7 @@ fn run(config: &chatd_config::Config, overrides: &chatd_config::Overrides) -> an
                 _ = interrupt.recv() => break,
                 _ = hangup.recv() => {
                     notifier.reloading("reloading the configuration");
-                    let outcome = reload(&mut running, overrides, &log_level);
+                    let outcome = reload(&daemon, &mut running, overrides, &log_level);
                     notifier.ready(&format!("{serving}; {outcome}"));
                 }
             }
@@ -174,21 +187,83 @@ fn run(config: &chatd_config::Config, overrides: &chatd_config::Overrides) -> an
     })
 }
 
-/// SIGHUP: loads the configuration again and applies the reloadable keys (the log level).
-/// Other changes are reported, not half-applied: they take effect at the next restart.
-/// Returns the outcome in a few words, for `systemctl status`.
+/// SIGHUP: loads the configuration again and applies the reloadable keys (the log level and
+/// the TLS files), and reads the TLS certificate files again. Other changes are reported, not
+/// half-applied: they take effect at the next restart. Returns the outcome in a few words,
+/// for `systemctl status`.
 fn reload<S>(
+    daemon: &chatd::Daemon,
     running: &mut chatd_config::Config,
     overrides: &chatd_config::Overrides,
     log_level: &tracing_subscriber::reload::Handle<EnvFilter, S>,
 ) -> String {
-    let fresh = match chatd_config::load(overrides) {
-        Ok(fresh) => fresh,
+    let fresh = chatd_config::load(overrides);
+    // Certificates are renewed on their own schedule (certbot's deploy hook runs `systemctl
+    // reload chatd`), so they are read again even when the configuration file is broken.
+    let tls = reload_tls(daemon, running, fresh.as_ref().ok());
+    let outcome = match fresh {
+        Ok(fresh) => apply(daemon, running, &fresh, log_level),
         Err(error) => {
             tracing::error!(%error, "reload failed; the running configuration is unchanged");
-            return format!("reload failed, running configuration unchanged: {error}");
+            format!("reload failed, running configuration unchanged: {error}")
         }
     };
+    match tls {
+        Some(tls) => format!("{outcome}; {tls}"),
+        None => outcome,
+    }
+}
+
+/// Reads the TLS files again: those of `fresh` when it loaded and configures TLS, else those
+/// in use. `None` when TLS is off and stays off. On failure the certificate in use stays.
+/// Turning TLS on or off takes a restart: the listener's scheme is fixed at start-up.
+fn reload_tls(
+    daemon: &chatd::Daemon,
+    running: &mut chatd_config::Config,
+    fresh: Option<&chatd_config::Config>,
+) -> Option<String> {
+    let fresh_files = fresh.and_then(chatd_config::Config::tls_files);
+    let Some(in_use) = running.tls_files() else {
+        return fresh_files.map(|_| {
+            tracing::warn!("[tls] was added; restart chatd to serve wss://");
+            "turning TLS on waits for a restart".to_owned()
+        });
+    };
+    let removed = fresh.is_some() && fresh_files.is_none();
+    let files = fresh_files.clone().unwrap_or(in_use);
+    let mut outcome = match daemon.reload_tls(&files) {
+        Ok(certificate) => {
+            tracing::info!(
+                cert_file = %files.cert_file.display(),
+                sha256 = %certificate.sha256,
+                chain = certificate.chain_len,
+                "TLS certificate reloaded"
+            );
+            if let Some(fresh) = fresh.filter(|_| fresh_files.is_some()) {
+                running.tls.clone_from(&fresh.tls);
+            }
+            format!("TLS certificate reloaded (sha256 {})", certificate.sha256)
+        }
+        Err(error) => {
+            tracing::error!(%error, "TLS reload failed; the certificate in use is unchanged");
+            format!("TLS reload failed, certificate unchanged: {error}")
+        }
+    };
+    if removed {
+        tracing::warn!("[tls] was removed; chatd serves wss:// until it is restarted");
+        outcome.push_str("; turning TLS off waits for a restart");
+    }
+    Some(outcome)
+}
+
+/// Applies the log level of a freshly loaded configuration, and says whether keys that are
+/// not reloadable changed.
+fn apply<S>(
+    daemon: &chatd::Daemon,
+    running: &mut chatd_config::Config,
+    fresh: &chatd_config::Config,
+    log_level: &tracing_subscriber::reload::Handle<EnvFilter, S>,
+) -> String {
     if fresh.log_level != running.log_level {
         match EnvFilter::try_new(&fresh.log_level).map(|filter| log_level.reload(filter)) {
             Ok(Ok(())) => tracing::info!(log_level = %fresh.log_level, "log level reloaded"),
@@ -197,12 +272,22 @@ fn reload<S>(
         }
         running.log_level.clone_from(&fresh.log_level);
     }
-    if fresh != *running {
+    // `[tls]` is left out here: `reload_tls` applied it or said why not.
+    let others = chatd_config::Config {
+        tls: running.tls.clone(),
+        ..fresh.clone()
+    };
+    let pending = chatd_config::changed_keys(running, &others);
+    daemon.set_pending_restart(pending.clone());
+    if !pending.is_empty() {
         tracing::warn!(
+            keys = %pending.join(", "),
             "configuration changed in keys that are not reloadable; restart chatd to apply them"
         );
-        "configuration reloaded; changes to keys that are not reloadable wait for a restart"
-            .to_owned()
+        format!(
+            "configuration reloaded; waiting for a restart: {}",
+            pending.join(", ")
+        )
     } else {
         tracing::info!("configuration reloaded");
         "configuration reloaded".to_owned()

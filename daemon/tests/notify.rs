@@ -9,6 +9,9 @@ use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use protocol::admin::{AdminReply, AdminRequest};
+use protocol::client::admin::AdminClient;
+
 /// Generous bound for anything that should take milliseconds: a loaded CI machine may be slow,
 /// but a hang must still fail the test rather than block it.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -207,4 +210,71 @@ fn wait_for_exit(systemd: &mut Systemd, child: &mut Child) -> ExitStatus {
         );
         systemd.receive();
     }
+}
+
+/// SIGHUP with keys changed that only a restart applies: the status line and the admin
+/// status name them, and the reloadable log level is applied without being listed.
+#[test]
+fn keys_waiting_for_a_restart_are_reported_after_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let config = dir.path().join("chatd.toml");
+    let write_config = |sends_per_sec: u32, log_level: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "log_level = \"{log_level}\"\n[listen]\nwebsocket = \"127.0.0.1:0\"\n\
+                 [limits]\nsends_per_sec = {sends_per_sec}\n"
+            ),
+        )
+        .unwrap();
+    };
+    write_config(20, "info");
+    let mut systemd = Systemd::bind(&dir.path().join("notify"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chatd"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("CHATD_") || key == "STATE_DIRECTORY" || key.starts_with("WATCHDOG_") {
+            command.env_remove(key);
+        }
+    }
+    let child = command
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .env("NOTIFY_SOCKET", dir.path().join("notify"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut chatd = Reaper(child);
+    systemd.expect_line("READY=1", &mut chatd.0);
+
+    write_config(25, "debug");
+    signal(&chatd.0, "HUP");
+    systemd.expect_line("RELOADING=1", &mut chatd.0);
+    let reloaded = systemd.expect_line("READY=1", &mut chatd.0);
+    assert!(
+        reloaded.contains("waiting for a restart: limits.sends_per_sec"),
+        "{reloaded}"
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status = runtime.block_on(async {
+        let mut admin = AdminClient::connect(&data_dir.join("chatd.sock"))
+            .await
+            .unwrap();
+        admin.request(&AdminRequest::Status).await.unwrap()
+    });
+    let AdminReply::Status(status) = status else {
+        panic!("unexpected reply {status:?}");
+    };
+    assert_eq!(status.pending_restart, ["limits.sends_per_sec"]);
+
+    signal(&chatd.0, "TERM");
+    let exit = wait_for_exit(&mut systemd, &mut chatd.0);
+    assert!(exit.success(), "{exit}");
 }

@@ -108,6 +108,24 @@ pub enum AdminRequest {
         /// The messages, at most [`MAX_REQUEST_BYTES`] as one request line.
         messages: Vec<Message>,
     },
+    /// List the live sessions on this node, oldest first. Answered by `sessions`.
+    SessionList {
+        /// Only this user's sessions; absent lists every session, those not logged in yet
+        /// included.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<UserId>,
+    },
+    /// Close live sessions on this node with close code `kicked`; their clients may
+    /// reconnect. Names exactly one of `id` and `user`. Answered by `kicked`.
+    SessionKick {
+        /// The session, as `session_list` and the `welcome` frame show it; unknown is
+        /// `not_found`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        /// Every session of this user; none is not an error (`kicked` with 0).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<UserId>,
+    },
 }
 
 /// Whether a registration creates a user or replaces a password.
@@ -149,6 +167,24 @@ pub struct RoomInfo {
     pub retention_days: Option<u32>,
 }
 
+/// A live session as listed by `session_list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionInfo {
+    /// The session's id on this node, as its `welcome` frame and the daemon's log show it.
+    pub id: String,
+    /// The logged-in user; absent while the session has not logged in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserId>,
+    /// The transport the client connected with (`websocket`).
+    pub transport: String,
+    /// The client's address and port, as the daemon sees it.
+    pub remote: String,
+    /// When the connection was accepted, milliseconds since the Unix epoch.
+    pub connected_ms: i64,
+    /// Rooms the session receives events of (joined rooms, and direct rooms it was sent to).
+    pub rooms: u32,
+}
+
 /// What a daemon reports about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusInfo {
@@ -168,6 +204,34 @@ pub struct StatusInfo {
     /// Sends those transactions carried; divided by `store_commits`, the mean batch size.
     #[serde(default)]
     pub store_committed_sends: u64,
+    /// Open client connections (logged in or not) per transport, every transport listed.
+    #[serde(default)]
+    pub connections: Vec<TransportConnections>,
+    /// `ok` when a store query answered just now, else why it did not; empty from a daemon
+    /// that does not report it.
+    #[serde(default)]
+    pub store_health: String,
+    /// The broker: `ok`, or `degraded` while events between sessions may be late or lost
+    /// (sessions then fill gaps from the store); empty from a daemon that does not report it.
+    #[serde(default)]
+    pub broker: String,
+    /// Whether the daemon is shutting down: it accepts no new connections and its sessions
+    /// are leaving.
+    #[serde(default)]
+    pub draining: bool,
+    /// Configuration keys changed in the file since start that take effect only after a
+    /// restart.
+    #[serde(default)]
+    pub pending_restart: Vec<String>,
+}
+
+/// Open connections of one transport, as `status` reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransportConnections {
+    /// The transport (`websocket`).
+    pub transport: String,
+    /// Connections open now, in any phase (handshake, login, logged in).
+    pub connections: u32,
 }
 
 /// The daemon's reply to one request.
@@ -223,6 +287,16 @@ pub enum AdminReply {
         /// Messages skipped because their `(room, seq)` was already stored.
         skipped: u64,
     },
+    /// Answer to `session_list`.
+    Sessions {
+        /// The sessions, oldest first.
+        sessions: Vec<SessionInfo>,
+    },
+    /// Answer to `session_kick`.
+    Kicked {
+        /// How many live sessions were told to close.
+        sessions: u32,
+    },
 }
 
 /// Kinds of admin failures; chatctl maps them to exit codes.
@@ -230,7 +304,7 @@ pub enum AdminReply {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum AdminErrorKind {
-    /// The named user or room does not exist.
+    /// The named user, room or session does not exist.
     NotFound,
     /// The user or room already exists.
     AlreadyExists,

@@ -138,6 +138,9 @@ wire_enum! {
         UnsupportedVersion = 4004 => "unsupported_version",
         /// The client sent frames faster than its send limit for too long.
         RateLimited = 4005 => "rate_limited",
+        /// An operator closed the session (`chatctl session kick`). The account is unaffected:
+        /// reconnect with backoff and resume.
+        Kicked = 4006 => "kicked",
     }
 }
 

@@ -1,6 +1,7 @@
 //! [`TestDaemon`]: a real chatd on a free port with a private data directory, plus the real
 //! `chatctl` pointed at its admin socket.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -54,12 +55,21 @@ impl TestDaemon {
         self.url = format!("ws://{}", daemon.websocket_addr);
         // A restart keeps the port, so clients can reconnect to the same URL.
         self.config.listen.websocket = daemon.websocket_addr;
+        if daemon.metrics_addr.is_some() {
+            self.config.listen.metrics = daemon.metrics_addr;
+        }
         self.running = Some((daemon, token));
     }
 
     /// The WebSocket URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The bound address of the metrics and health listener, when the test configuration
+    /// set `listen.metrics` (to `127.0.0.1:0` for a free port).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.config.listen.metrics
     }
 
     /// The data directory.

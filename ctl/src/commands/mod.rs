@@ -18,6 +18,7 @@ mod db;
 mod history;
 mod man;
 mod room;
+mod session;
 mod status;
 mod user;
 
@@ -37,6 +38,9 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Room(command) => {
             room::run(&mut connect(socket, config).await?, output, command).await?;
+        }
+        Command::Session(command) => {
+            session::run(&mut connect(socket, config).await?, output, command).await?;
         }
         Command::Status => status::run(&mut connect(socket, config).await?, output).await?,
         Command::History(HistoryCommand::Export(args)) => {

@@ -1,13 +1,16 @@
 //! One function per admin request. Failures become [`AdminReply::Error`] with a kind chatctl
 //! maps to an exit code and a message that says what to do.
 
-use protocol::admin::{AdminErrorKind, AdminReply, AdminRequest, RoomInfo, StatusInfo, UserInfo};
+use protocol::admin::{
+    AdminErrorKind, AdminReply, AdminRequest, RoomInfo, StatusInfo, TransportConnections, UserInfo,
+};
 use protocol::{CloseCode, RoomId, UserId};
 use tokio::io::AsyncWrite;
 
 use super::{Replies, history};
 use crate::auth::AuthError;
 use crate::broker::Event;
+use crate::health;
 use crate::node::Node;
 use crate::store::{ExportFilter, StoreError};
 
@@ -59,15 +62,7 @@ pub(super) async fn handle<W: AsyncWrite + Unpin>(
             .await
             .map(|()| AdminReply::Done)
             .map_err(Into::into),
-        AdminRequest::Status => Ok(AdminReply::Status(StatusInfo {
-            version: env!("CARGO_PKG_VERSION").to_owned(),
-            uptime_secs: node.started.elapsed().as_secs(),
-            sessions: node.hub.session_count(),
-            listeners: node.listeners.clone(),
-            store: node.store.backend().to_owned(),
-            store_commits: node.writer.transactions(),
-            store_committed_sends: node.writer.batched_sends(),
-        })),
+        AdminRequest::Status => Ok(AdminReply::Status(status(node).await)),
         AdminRequest::HistoryExport {
             rooms,
             since_ms,
@@ -81,6 +76,10 @@ pub(super) async fn handle<W: AsyncWrite + Unpin>(
             return history::export(node, &filter, replies).await;
         }
         AdminRequest::HistoryImport { messages } => history::import(node, &messages).await,
+        AdminRequest::SessionList { user } => Ok(super::sessions::list(node, user.as_ref())),
+        AdminRequest::SessionKick { id, user } => {
+            super::sessions::kick(node, id.as_deref(), user.as_ref())
+        }
         _ => Err(AdminFailure(
             AdminErrorKind::Invalid,
             "this daemon does not know that request; upgrade it".to_owned(),
@@ -89,6 +88,32 @@ pub(super) async fn handle<W: AsyncWrite + Unpin>(
     replies
         .send(&result.unwrap_or_else(AdminFailure::into_reply))
         .await
+}
+
+/// What the node reports about itself; the health part is the same check `/readyz` makes.
+async fn status(node: &Node) -> StatusInfo {
+    let readiness = health::check(node).await;
+    StatusInfo {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_secs: node.started.elapsed().as_secs(),
+        sessions: node.hub.session_count(),
+        listeners: node.listeners.clone(),
+        store: node.store.backend().to_owned(),
+        store_commits: node.writer.transactions(),
+        store_committed_sends: node.writer.batched_sends(),
+        connections: node
+            .connections()
+            .into_iter()
+            .map(|(transport, connections)| TransportConnections {
+                transport: transport.as_str().to_owned(),
+                connections,
+            })
+            .collect(),
+        store_health: readiness.store_health(),
+        broker: readiness.broker.as_str().to_owned(),
+        draining: readiness.draining,
+        pending_restart: node.pending_restart(),
+    }
 }
 
 async fn user_list(node: &Node) -> Result<AdminReply, AdminFailure> {

@@ -8,9 +8,11 @@
 //! - this file: the listener, the per-connection loop and `Replies` (the writing half).
 //! - `commands`: one function per request.
 //! - `history`: exporting and importing history.
+//! - `sessions`: listing and kicking live sessions.
 
 mod commands;
 mod history;
+mod sessions;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

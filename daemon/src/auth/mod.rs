@@ -36,6 +36,7 @@ use protocol::admin::RegisterMode;
 use self::opaque::{LoginState, ServerKeys};
 use self::rate_limit::{MAX_TRACKED_KEYS, RateLimiter};
 use self::resume_token::ResumeToken;
+use crate::metrics::{self, LoginOutcome, RateLimit};
 use crate::store::{Store, StoreError, now_ms};
 
 /// The store secret that holds the OPAQUE server setup.
@@ -183,6 +184,21 @@ impl Auth {
         peer: IpAddr,
         now: Instant,
     ) -> Result<(PendingLogin, Vec<u8>), AuthError> {
+        let started = self.login_start_unmetered(user, ke1, peer, now).await;
+        // A started login ends in `login_finish`, which counts it; one refused here ends now.
+        if let Err(error) = &started {
+            metrics::login(login_outcome(error));
+        }
+        started
+    }
+
+    async fn login_start_unmetered(
+        &self,
+        user: &UserId,
+        ke1: &[u8],
+        peer: IpAddr,
+        now: Instant,
+    ) -> Result<(PendingLogin, Vec<u8>), AuthError> {
         let address = address_key(peer);
         self.inner.limits().admit(user, address, now)?;
         let ke1 = opaque::parse_ke1(ke1)?;
@@ -219,6 +235,20 @@ impl Auth {
     /// `Malformed` for a bad KE3; `LoginFailed` for a wrong password or unknown user;
     /// `UserDisabled` for a disabled user with the right password.
     pub fn login_finish(
+        &self,
+        pending: PendingLogin,
+        ke3: &[u8],
+        peer: IpAddr,
+    ) -> Result<UserId, AuthError> {
+        let finished = self.login_finish_unmetered(pending, ke3, peer);
+        metrics::login(match &finished {
+            Ok(_) => LoginOutcome::Ok,
+            Err(error) => login_outcome(error),
+        });
+        finished
+    }
+
+    fn login_finish_unmetered(
         &self,
         pending: PendingLogin,
         ke3: &[u8],
@@ -356,6 +386,12 @@ impl LoginLimits {
     fn admit(&mut self, user: &UserId, address: IpAddr, now: Instant) -> Result<(), AuthError> {
         let by_user = self.users.check(user, now);
         let by_address = self.addresses.check(&address, now);
+        if by_user.is_err() {
+            metrics::rate_limited(RateLimit::LoginUser);
+        }
+        if by_address.is_err() {
+            metrics::rate_limited(RateLimit::LoginAddress);
+        }
         match (by_user, by_address) {
             (Ok(()), Ok(())) => {
                 self.users.record_failure(user, now);
@@ -384,6 +420,22 @@ impl fmt::Debug for PendingLogin {
             .field("user", &self.user)
             .field("record", &self.record)
             .finish_non_exhaustive()
+    }
+}
+
+/// How a failed login step counts in the login metric.
+fn login_outcome(error: &AuthError) -> LoginOutcome {
+    match error {
+        AuthError::LoginFailed => LoginOutcome::BadCredentials,
+        AuthError::UserDisabled => LoginOutcome::Disabled,
+        AuthError::RateLimited { .. } => LoginOutcome::RateLimited,
+        AuthError::Malformed(_) => LoginOutcome::Malformed,
+        // The rest cannot come out of a login step; counting them as server failures keeps
+        // every attempt counted somewhere.
+        AuthError::Store(_)
+        | AuthError::AlreadyExists
+        | AuthError::InvalidToken
+        | AuthError::NotFound => LoginOutcome::Error,
     }
 }
 

@@ -7,11 +7,17 @@
 //! Direct-message rooms are delivered to every session of both participants, whether or not
 //! the session joined the room: the hub subscribes those sessions on the first delivery, so
 //! a user sees a new direct message without knowing the room beforehand.
+//!
+//! The hub also keeps the node's registry of live connections, logged in or not, so operators
+//! can list them and close one (`chatctl session`) through the same kick signal that closes
+//! slow consumers and disabled users.
 
 pub mod outbox;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Instant, SystemTime};
 
 use protocol::{PresenceState, RoomId, ServerFrame, UserId, encode_server};
 
@@ -22,10 +28,46 @@ pub use outbox::{OutboxItem, OutboxReceiver, OutboxSender, Pushed, outbox};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SessionId(pub u64);
 
+impl SessionId {
+    /// Reads an id in the form it is shown in (`s` and hex digits, as in `s1a`): operators
+    /// copy it from `chatctl session list`, a client's `welcome` or the log.
+    pub fn parse(text: &str) -> Option<Self> {
+        let digits = text.strip_prefix('s')?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u64::from_str_radix(digits, 16).ok().map(Self)
+    }
+}
+
 impl std::fmt::Display for SessionId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "s{:x}", self.0)
     }
+}
+
+/// What operators see of a connection besides its user and rooms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The transport, named as status and metrics name it (`websocket`).
+    pub transport: &'static str,
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// When the connection was accepted.
+    pub connected: SystemTime,
+}
+
+/// A live session as `session list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSummary {
+    /// The session.
+    pub id: SessionId,
+    /// Its user, once logged in.
+    pub user: Option<UserId>,
+    /// Its connection.
+    pub connection: ConnectionInfo,
+    /// Rooms it receives events of.
+    pub rooms: u32,
 }
 
 /// Live subscriptions on this node.
@@ -39,6 +81,15 @@ struct HubState {
     sessions: HashMap<SessionId, SessionEntry>,
     users: HashMap<UserId, HashSet<SessionId>>,
     rooms: HashMap<RoomId, RoomEntry>,
+    /// Every live connection from the moment its transport is up, logged in or not; the
+    /// maps above hold only logged-in sessions, for fan-out.
+    connections: HashMap<SessionId, Connection>,
+}
+
+#[derive(Debug)]
+struct Connection {
+    info: ConnectionInfo,
+    outbox: OutboxSender,
 }
 
 #[derive(Debug)]
@@ -179,8 +230,57 @@ impl Hub {
         u32::try_from(self.lock().sessions.len()).unwrap_or(u32::MAX)
     }
 
+    /// Records a new connection so operators can list and kick it before it logs in. The
+    /// returned guard forgets it when dropped, however the session ends.
+    pub fn connect(
+        self: &Arc<Self>,
+        id: SessionId,
+        info: ConnectionInfo,
+        outbox: OutboxSender,
+    ) -> Connected {
+        self.lock()
+            .connections
+            .insert(id, Connection { info, outbox });
+        Connected {
+            hub: Arc::clone(self),
+            id,
+        }
+    }
+
+    /// Live connections on this node, oldest first; with `user`, only that user's sessions.
+    pub fn sessions(&self, user: Option<&UserId>) -> Vec<SessionSummary> {
+        let state = self.lock();
+        let mut summaries: Vec<SessionSummary> = match user {
+            Some(user) => state
+                .users
+                .get(user)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| state.summary(*id))
+                .collect(),
+            None => state
+                .connections
+                .keys()
+                .filter_map(|id| state.summary(*id))
+                .collect(),
+        };
+        summaries.sort_unstable_by_key(|summary| summary.id);
+        summaries
+    }
+
+    /// Closes one connection with `code`. Returns whether it is live on this node.
+    pub fn kick_session(&self, id: SessionId, code: protocol::CloseCode) -> bool {
+        let state = self.lock();
+        let Some(connection) = state.connections.get(&id) else {
+            return false;
+        };
+        connection.outbox.kick(code);
+        true
+    }
+
     /// Delivers an event to the local sessions it concerns. Never waits.
     pub fn dispatch(&self, event: &Event) {
+        let dispatched = Instant::now();
         match event {
             Event::Message(message) => {
                 let frame = encode_server(&ServerFrame::Message(message.clone()));
@@ -188,6 +288,7 @@ impl Hub {
                     room: message.room.clone(),
                     seq: Some(message.seq),
                     frame,
+                    dispatched,
                 };
                 let mut state = self.lock();
                 if let Some((a, b)) = message.room.direct_participants() {
@@ -209,6 +310,7 @@ impl Hub {
                     room: room.clone(),
                     seq: None,
                     frame,
+                    dispatched,
                 };
                 // The user's own sessions caused the change and learn the state from `joined`:
                 // a user's presence only changes when no other session of theirs is there.
@@ -223,6 +325,7 @@ impl Hub {
                     room: room.clone(),
                     seq: None,
                     frame,
+                    dispatched,
                 };
                 self.lock().push_to_room(&item, Some(user));
             }
@@ -234,6 +337,20 @@ impl Hub {
 }
 
 impl HubState {
+    /// How operators see connection `id`, if it is live.
+    fn summary(&self, id: SessionId) -> Option<SessionSummary> {
+        let connection = self.connections.get(&id)?;
+        let session = self.sessions.get(&id);
+        Some(SessionSummary {
+            id,
+            user: session.map(|entry| entry.user.clone()),
+            connection: connection.info.clone(),
+            rooms: session.map_or(0, |entry| {
+                u32::try_from(entry.rooms.len()).unwrap_or(u32::MAX)
+            }),
+        })
+    }
+
     /// Removes a session from a room's maps; returns whether its user left the room.
     fn remove_from_room(&mut self, room: &RoomId, id: SessionId, user: &UserId) -> bool {
         let Some(entry) = self.rooms.get_mut(room) else {
@@ -297,6 +414,19 @@ impl HubState {
                     "outbox full; closing slow consumer");
             }
         }
+    }
+}
+
+/// Keeps a connection in the hub's registry while it lives; see [`Hub::connect`].
+#[derive(Debug)]
+pub struct Connected {
+    hub: Arc<Hub>,
+    id: SessionId,
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.hub.lock().connections.remove(&self.id);
     }
 }
 

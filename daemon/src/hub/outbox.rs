@@ -6,6 +6,7 @@
 //! notice it (docs/decisions/0001-slow-consumers.md).
 
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use protocol::{CloseCode, RoomId, Seq};
@@ -23,6 +24,9 @@ pub struct OutboxItem {
     pub seq: Option<Seq>,
     /// The encoded `ServerFrame`.
     pub frame: Bytes,
+    /// When the hub took the event, for the fan-out latency metric. For a message that is
+    /// right after its commit: the writer publishes each batch as soon as it commits.
+    pub dispatched: Instant,
 }
 
 /// The hub's end of a session's outbox.

@@ -141,3 +141,66 @@ fn kick_user_closes_all_their_sessions() {
     assert_eq!(rx2.kick.reason(), Some(CloseCode::UserDisabled));
     assert_eq!(rx3.kick.reason(), None);
 }
+
+#[test]
+fn connections_are_listed_before_login_and_kicked_by_id() {
+    let hub = Arc::new(Hub::new());
+    let info = |port| ConnectionInfo {
+        transport: "websocket",
+        remote: SocketAddr::from(([127, 0, 0, 1], port)),
+        connected: SystemTime::UNIX_EPOCH,
+    };
+    let (tx1, rx1) = outbox(8);
+    let (tx2, rx2) = outbox(8);
+    let first = hub.connect(SessionId(1), info(1001), tx1.clone());
+    let _second = hub.connect(SessionId(2), info(1002), tx2);
+    hub.register(SessionId(1), user("alice"), tx1);
+    hub.join(SessionId(1), &room("lobby"));
+
+    let listed = hub.sessions(None);
+    let rows: Vec<_> = listed
+        .iter()
+        .map(|s| (s.id, s.user.clone(), s.connection.remote.port(), s.rooms))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (SessionId(1), Some(user("alice")), 1001, 1),
+            (SessionId(2), None, 1002, 0),
+        ]
+    );
+    let alices = hub.sessions(Some(&user("alice")));
+    assert_eq!(alices.len(), 1);
+    assert_eq!(alices[0].id, SessionId(1));
+    assert!(hub.sessions(Some(&user("bob"))).is_empty());
+
+    assert!(hub.kick_session(SessionId(2), CloseCode::Kicked));
+    assert_eq!(rx2.kick.reason(), Some(CloseCode::Kicked));
+    assert_eq!(rx1.kick.reason(), None, "only the named session");
+    assert!(!hub.kick_session(SessionId(9), CloseCode::Kicked));
+
+    hub.unregister(SessionId(1));
+    drop(first);
+    let left: Vec<_> = hub.sessions(None).iter().map(|s| s.id).collect();
+    assert_eq!(left, [SessionId(2)], "an ended session is forgotten");
+    assert!(!hub.kick_session(SessionId(1), CloseCode::Kicked));
+}
+
+#[test]
+fn session_ids_parse_in_the_form_they_are_shown() {
+    for id in [SessionId(1), SessionId(0x1a), SessionId(u64::MAX)] {
+        assert_eq!(SessionId::parse(&id.to_string()), Some(id));
+    }
+    for bad in [
+        "",
+        "s",
+        "1a",
+        "s-1",
+        "s+1",
+        "sx",
+        "s 1",
+        "s10000000000000000",
+    ] {
+        assert_eq!(SessionId::parse(bad), None, "{bad:?}");
+    }
+}

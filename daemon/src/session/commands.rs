@@ -7,9 +7,11 @@ use futures_util::FutureExt;
 use protocol::{ClientMsgId, ErrorCode, RequestId, RoomId, Seq, ServerFrame, UserId};
 
 use super::state::Command;
-use super::{Driver, Flow, SessionError};
+use super::{Driver, Fill, Flow, SessionError};
+use crate::auth::AuthError;
 use crate::broker::Event;
 use crate::hub::arrival_presence;
+use crate::metrics::{self, LoginOutcome, ResumeOutcome};
 use crate::store::{HistoryRange, NewMessage, RoomRecord};
 use crate::transport::Transport;
 
@@ -90,7 +92,9 @@ impl<T: Transport> Driver<T> {
             .auth
             .login_start(user, ke1, peer, Instant::now())
             .await?;
-        self.pending_login = Some(pending);
+        if self.pending_login.replace(pending).is_some() {
+            metrics::login(LoginOutcome::Abandoned);
+        }
         self.state.handle_challenge_sent();
         self.reply(&ServerFrame::LoginChallenge {
             rid,
@@ -122,7 +126,19 @@ impl<T: Transport> Driver<T> {
     }
 
     async fn resume(&mut self, rid: Option<RequestId>, token: &str) -> Result<(), CommandError> {
-        let user = self.node.auth.redeem_resume_token(token).await?;
+        let user = match self.node.auth.redeem_resume_token(token).await {
+            Ok(user) => {
+                metrics::resume(ResumeOutcome::Ok);
+                user
+            }
+            Err(error) => {
+                metrics::resume(match error {
+                    AuthError::InvalidToken => ResumeOutcome::InvalidToken,
+                    _ => ResumeOutcome::Error,
+                });
+                return Err(error.into());
+            }
+        };
         self.logged_in(rid, user).await
     }
 
@@ -138,6 +154,7 @@ impl<T: Transport> Driver<T> {
             .hub
             .register(self.id, user.clone(), self.outbox_tx.clone());
         self.registered = true;
+        metrics::session_logged_in(self.kind);
         tracing::debug!(%user, "logged in");
         self.reply(&ServerFrame::Welcome {
             rid,
@@ -199,7 +216,7 @@ impl<T: Transport> Driver<T> {
                 last_seq: record.last_seq,
             })
             .await?;
-            self.fill_gap(&room, since, None).await?;
+            self.fill_gap(&room, since, None, Fill::Replay).await?;
         } else {
             let page = match self
                 .node
@@ -263,6 +280,7 @@ impl<T: Transport> Driver<T> {
         let Some(from) = self.state.user().cloned() else {
             return;
         };
+        metrics::message_received();
         let writer = self.node.writer.clone();
         let message = NewMessage {
             room,

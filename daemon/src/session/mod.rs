@@ -13,7 +13,7 @@ pub mod state;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
@@ -27,8 +27,9 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{AuthError, PendingLogin};
 use crate::broker::Event;
 use crate::hub::outbox::Kick;
-use crate::hub::{OutboxItem, OutboxReceiver, OutboxSender, SessionId, outbox};
-use crate::node::Node;
+use crate::hub::{ConnectionInfo, OutboxItem, OutboxReceiver, OutboxSender, SessionId, outbox};
+use crate::metrics::{self, RateLimit};
+use crate::node::{Node, TransportKind};
 use crate::store::writer::AppendError;
 use crate::store::{Committed, HistoryRange, StoreError};
 use crate::transport::{Lane, Transport, TransportError};
@@ -41,17 +42,31 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// frames until one completes, which pushes back on a client that pipelines without bound.
 const MAX_IN_FLIGHT_SENDS: usize = 64;
 
-/// Runs one session to completion on `transport`. Returns when the peer closes, the session
-/// is kicked, or `shutdown` fires (after a drain: going-away, pending acks, close).
-pub async fn run<T: Transport>(node: Arc<Node>, transport: T, shutdown: CancellationToken) {
+/// Runs one session to completion on `transport`, a connection of kind `kind`. Returns when
+/// the peer closes, the session is kicked, or `shutdown` fires (after a drain: going-away,
+/// pending acks, close).
+pub async fn run<T: Transport>(
+    node: Arc<Node>,
+    transport: T,
+    kind: TransportKind,
+    shutdown: CancellationToken,
+) {
     let id = node.next_session_id();
     let span = tracing::debug_span!("session", session = %id, transport = transport.name(), peer = %transport.peer());
     let (outbox_tx, outbox_rx) = outbox(node.outbox_capacity);
+    let connection = ConnectionInfo {
+        transport: kind.as_str(),
+        remote: transport.peer(),
+        connected: SystemTime::now(),
+    };
+    // Listed and kickable from here on, logged in or not, until this function returns.
+    let _connected = node.hub.connect(id, connection, outbox_tx.clone());
     let state = SessionState::new(node.limits.clone(), Instant::now());
     let mut driver = Driver {
         id,
         node,
         transport,
+        kind,
         state,
         outbox_tx,
         pending_login: None,
@@ -73,6 +88,15 @@ type InFlight = BoxFuture<
     ),
 >;
 
+/// Why [`Driver::fill_gap`] reads from the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    /// `join` with `since`: the messages the client missed while away.
+    Replay,
+    /// Live delivery skipped sequence numbers.
+    Gap,
+}
+
 /// Why the event loop stops.
 #[derive(Debug)]
 enum Flow {
@@ -92,6 +116,7 @@ struct Driver<T> {
     id: SessionId,
     node: Arc<Node>,
     transport: T,
+    kind: TransportKind,
     state: SessionState,
     outbox_tx: OutboxSender,
     pending_login: Option<PendingLogin>,
@@ -118,7 +143,10 @@ impl<T: Transport> Driver<T> {
                 Some((rid, cmid, result)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
                     self.finish_send(rid, cmid, result).await
                 }
-                Some(item) = outbox.queue.recv(), if self.registered => self.deliver(item).await,
+                Some(item) = outbox.queue.recv(), if self.registered => {
+                    metrics::outbox_depth(outbox.queue.len());
+                    self.deliver(item).await
+                }
                 incoming = self.transport.recv(), if self.in_flight.len() < MAX_IN_FLIGHT_SENDS => {
                     match incoming {
                         None => Err(Flow::Gone),
@@ -143,11 +171,17 @@ impl<T: Transport> Driver<T> {
         };
         if let Flow::Close(code) = flow {
             tracing::debug!(%code, "closing");
+            if code == CloseCode::SlowConsumer {
+                metrics::slow_consumer_closed();
+            }
             // A client that does not read cannot take the close frame either.
             let close = self.transport.close(code, code.name());
             if tokio::time::timeout(CLOSE_TIMEOUT, close).await.is_err() {
                 tracing::debug!("close not flushed in time; dropping the connection");
             }
+        }
+        if self.pending_login.take().is_some() {
+            metrics::login(metrics::LoginOutcome::Abandoned);
         }
         self.unregister();
     }
@@ -155,13 +189,26 @@ impl<T: Transport> Driver<T> {
     /// One frame from the client.
     async fn handle_bytes(&mut self, bytes: &[u8]) -> Result<(), Flow> {
         match self.state.handle_frame(bytes, Instant::now()) {
-            Step::Reply(frame) => self.reply(&frame).await,
+            Step::Reply(frame) => {
+                if let ServerFrame::Error {
+                    code: ErrorCode::RateLimited,
+                    ..
+                } = &frame
+                {
+                    metrics::rate_limited(RateLimit::Send);
+                }
+                self.reply(&frame).await
+            }
             Step::Close(frame, code) => {
                 self.reply(&frame).await?;
                 Err(Flow::Close(code))
             }
             Step::Run(command) => self.run_command(command).await,
-            Step::Ignore => Ok(()),
+            Step::Ignore => {
+                // The state machine ignores only typing hints over the send rate.
+                metrics::rate_limited(RateLimit::Typing);
+                Ok(())
+            }
         }
     }
 
@@ -198,7 +245,10 @@ impl<T: Transport> Driver<T> {
             Delivery::Drop => Ok(()),
             Delivery::Deliver => self.send_event(&item).await,
             Delivery::Gap { after } => {
-                self.fill_gap(&item.room, after, item.seq).await?;
+                metrics::gap_detected();
+                self.fill_gap(&item.room, after, item.seq, Fill::Gap)
+                    .await?;
+                metrics::gap_filled();
                 // Whatever the store did not have before this message was deleted by
                 // retention; the message itself is the next one to deliver.
                 let delivery = match item.seq {
@@ -219,17 +269,23 @@ impl<T: Transport> Driver<T> {
         } else {
             Lane::Ephemeral
         };
-        self.write(lane, item.frame.clone()).await
+        self.write(lane, item.frame.clone()).await?;
+        if item.seq.is_some() {
+            metrics::message_delivered(Some(item.dispatched));
+        }
+        Ok(())
     }
 
     /// Sends every stored message of `room` after `after` (and before `until`, if given) that
     /// the cursor has not delivered. Used for `join` with `since` and for gaps in live
-    /// delivery (a message published before its predecessor reached this node).
+    /// delivery (a message published before its predecessor reached this node); `fill`
+    /// says which, for the metrics.
     async fn fill_gap(
         &mut self,
         room: &RoomId,
         after: Seq,
         until: Option<Seq>,
+        fill: Fill,
     ) -> Result<(), Flow> {
         let page_size = self.state.limits().max_history_page;
         let mut cursor = after;
@@ -256,6 +312,10 @@ impl<T: Transport> Driver<T> {
                 if self.state.handle_stored(room, message.seq) == Delivery::Deliver {
                     let frame = encode_server(&ServerFrame::Message(message));
                     self.write(Lane::Room(room), frame).await?;
+                    match fill {
+                        Fill::Replay => metrics::message_replayed(),
+                        Fill::Gap => metrics::message_delivered(None),
+                    }
                 }
             }
             if !page.has_more {
@@ -317,6 +377,7 @@ impl<T: Transport> Driver<T> {
             return;
         }
         self.registered = false;
+        metrics::session_ended(self.kind);
         let Some(user) = self.state.user().cloned() else {
             return;
         };

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Committed, NewMessage, Store, StoreError, now_ms};
 use crate::lifecycle::Tasks;
+use crate::metrics;
 
 /// How the writer queues and batches.
 #[derive(Debug, Clone, Copy)]
@@ -269,9 +270,12 @@ impl Writer {
         self.counters
             .sends
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
-        let elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let elapsed = started.elapsed();
+        let elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         match result {
             Ok(committed) => {
+                let new = committed.iter().filter(|entry| !entry.duplicate).count();
+                metrics::batch_committed(messages.len(), new, elapsed);
                 tracing::debug!(
                     size = messages.len(),
                     commit_us = elapsed_us,
@@ -287,6 +291,7 @@ impl Writer {
                 }
             }
             Err(error) => {
+                metrics::batch_failed(messages.len(), elapsed);
                 tracing::warn!(
                     size = messages.len(),
                     commit_us = elapsed_us,

@@ -1,6 +1,6 @@
-//! The WebSocket transport: accepts TCP connections, performs the WebSocket handshake under
-//! the handshake timeout, and adapts the socket to [`Transport`]: one text message per frame,
-//! close codes from [`CloseCode`] numbers.
+//! The WebSocket transport: accepts TCP connections, performs the TLS handshake (when TLS is
+//! configured) and the WebSocket handshake under the handshake timeout, and adapts the socket
+//! to [`Transport`]: one text message per frame, close codes from [`CloseCode`] numbers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use protocol::CloseCode;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -18,12 +18,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Lane, Transport, TransportError};
 use crate::lifecycle::Tasks;
-use crate::node::Node;
+use crate::node::{Node, TransportKind};
 use crate::session;
+use crate::tls::{MaybeTlsStream, ServerTls};
 
 /// A WebSocket connection after the handshake.
 pub struct WebSocketTransport {
-    stream: WebSocketStream<TcpStream>,
+    stream: WebSocketStream<MaybeTlsStream>,
     peer: SocketAddr,
 }
 
@@ -79,8 +80,11 @@ impl Transport for WebSocketTransport {
 }
 
 /// Accepts WebSocket connections until `tasks` is cancelled, running a session for each.
+/// With `tls`, each connection is TLS (`wss://`) and gets the certificate in use when its
+/// handshake starts.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<ServerTls>>,
     node: Arc<Node>,
     tasks: Tasks,
     sessions: CancellationToken,
@@ -106,22 +110,46 @@ pub async fn serve(
         };
         let node = Arc::clone(&node);
         let token = sessions.clone();
+        let tls = tls.clone();
         tasks.spawn("ws-connection", async move {
+            // Counted from accept to close, handshakes included.
+            let _open = node.open_connection(TransportKind::WebSocket);
             if let Err(error) = stream.set_nodelay(true) {
                 tracing::debug!(%error, %peer, "set_nodelay failed");
             }
             let config = websocket_config(node.limits.max_frame_bytes);
-            let handshake = tokio_tungstenite::accept_async_with_config(stream, Some(config));
+            // One timeout covers both handshakes: a peer that stalls in TLS holds a task and
+            // a socket just as one that stalls in the upgrade.
+            let handshake = async {
+                let stream = match &tls {
+                    Some(tls) => tls.accept(stream).await.map_err(HandshakeError::Tls)?,
+                    None => MaybeTlsStream::Plain(stream),
+                };
+                tokio_tungstenite::accept_async_with_config(stream, Some(config))
+                    .await
+                    .map_err(HandshakeError::WebSocket)
+            };
             match tokio::time::timeout(node.handshake_timeout, handshake).await {
                 Ok(Ok(stream)) => {
-                    session::run(node, WebSocketTransport { stream, peer }, token).await;
+                    let transport = WebSocketTransport { stream, peer };
+                    session::run(node, transport, TransportKind::WebSocket, token).await;
                 }
-                Ok(Err(error)) => tracing::debug!(%error, %peer, "websocket handshake failed"),
-                Err(_) => tracing::debug!(%peer, "websocket handshake timed out"),
+                Ok(Err(error)) => tracing::debug!(%error, %peer, "handshake failed"),
+                Err(_) => tracing::debug!(%peer, "handshake timed out"),
             }
         });
     }
     tracing::info!("websocket listener stopped");
+}
+
+/// Why a connection never became a WebSocket; logged at debug level, since a port scanner
+/// or a client that gives up is routine.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("TLS handshake failed: {0}")]
+    Tls(std::io::Error),
+    #[error("WebSocket handshake failed: {0}")]
+    WebSocket(tungstenite::Error),
 }
 
 /// The transport accepts frames somewhat larger than the protocol limit so that the session

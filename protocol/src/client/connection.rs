@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::error::ClientError;
 use super::event::Event;
 use super::options::ClientOptions;
+use super::tls;
 use crate::codec::{DecodeError, decode_server, encode_client};
 use crate::error_code::CloseCode;
 use crate::frame::{ClientFrame, Limits, ServerFrame};
@@ -53,12 +54,20 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Dials `url`, sends `hello` and waits for the server's `hello`.
+    /// Dials `url` (`ws://` or `wss://`), sends `hello` and waits for the server's `hello`.
     pub(crate) async fn open(url: &str, options: &ClientOptions) -> Result<Self, ClientError> {
         let config = WebSocketConfig::default()
             .max_message_size(Some(options.max_frame_bytes))
             .max_frame_size(Some(options.max_frame_bytes));
-        let connect = tokio_tungstenite::connect_async_with_config(url, Some(config), true);
+        // `None` for ws://, which ignores the connector anyway: only wss:// pays for the root
+        // store, and only wss:// fails on a bad extra root.
+        let connector = if tls::is_tls_url(url) {
+            Some(tls::connector(options)?)
+        } else {
+            None
+        };
+        let connect =
+            tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, connector);
         let (mut socket, _response) = tokio::time::timeout(options.request_timeout, connect)
             .await
             .map_err(|_| ClientError::Timeout)?

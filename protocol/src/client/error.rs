@@ -10,7 +10,8 @@ use crate::error_code::{CloseCode, ErrorCode};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The WebSocket connection could not be opened (bad URL, refused, handshake failed).
+    /// The WebSocket connection could not be opened (bad URL, refused, TLS or WebSocket
+    /// handshake failed, e.g. a `wss://` server whose certificate is not trusted).
     #[error("cannot connect to {url}")]
     Connect {
         /// The URL that was dialled.
@@ -83,6 +84,17 @@ pub enum ClientError {
     /// The client half of an OPAQUE registration failed.
     #[error("registration failed: {0}")]
     Registration(String),
+    /// The TLS settings for a `wss://` connection cannot be used, e.g. an entry of
+    /// [`ClientOptions::extra_root_certificates`](super::ClientOptions) that is not a
+    /// certificate.
+    #[error("TLS setup failed: {what}")]
+    Tls {
+        /// Which setting is at fault.
+        what: String,
+        /// What rustls said.
+        #[source]
+        source: rustls::Error,
+    },
 }
 
 impl ClientError {
@@ -102,7 +114,8 @@ impl ClientError {
             | Self::AdminClosed { .. }
             | Self::AdminDecode(_)
             | Self::Password(_)
-            | Self::Registration(_) => false,
+            | Self::Registration(_)
+            | Self::Tls { .. } => false,
         }
     }
 
@@ -121,7 +134,8 @@ impl ClientError {
             | Self::AdminClosed { .. }
             | Self::AdminDecode(_)
             | Self::Password(_)
-            | Self::Registration(_) => None,
+            | Self::Registration(_)
+            | Self::Tls { .. } => None,
         }
     }
 }

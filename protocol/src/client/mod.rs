@@ -1,5 +1,7 @@
-//! Async WebSocket client (feature `client`): connect, log in with OPAQUE or resume, join
-//! rooms, send, page history, and reconnect without losing or repeating a message.
+//! Async WebSocket client (feature `client`): connect over `ws://` or `wss://`, log in with
+//! OPAQUE or resume, join rooms, send, page history, and reconnect without losing or
+//! repeating a message. For `wss://` the server's certificate must chain to a webpki root
+//! (Mozilla's CA list) or to one of [`ClientOptions::extra_root_certificates`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), chatd_protocol::client::ClientError> {
@@ -27,6 +29,7 @@
 //! - `connection`: one socket: `hello`, the writer, request-id routing, the reader task.
 //! - `last_seen`: per-room last seen sequence numbers and joined rooms (dedupe, resume).
 //! - `login`: the client half of the OPAQUE login.
+//! - `tls`: which server certificates a `wss://` connection trusts.
 //! - [`event`], [`reply`], [`options`], [`error`]: the public types.
 //! - [`admin`]: [`AdminClient`](admin::AdminClient), the admin-socket connection with the
 //!   client half of OPAQUE registration (used by chatctl, the tests and the benchmarks).
@@ -45,11 +48,15 @@ pub mod options;
 pub mod reply;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 pub use error::ClientError;
 pub use event::Event;
 pub use options::{ClientOptions, DEFAULT_CLIENT_MAX_FRAME_BYTES};
 pub use reply::{Acked, HistoryPage, Joined, Welcome};
+/// DER certificate, as [`ClientOptions::extra_root_certificates`] takes them (re-exported
+/// from rustls so callers need not depend on it).
+pub use rustls::pki_types::CertificateDer;
 
 use self::connection::{Connection, frame_kind};
 use self::last_seen::LastSeen;
@@ -68,7 +75,8 @@ pub struct Client {
 }
 
 impl Client {
-    /// Opens a WebSocket connection to `url` (`ws://host:port`) and exchanges `hello`.
+    /// Opens a WebSocket connection to `url` (`ws://host:port` or `wss://host:port`) and
+    /// exchanges `hello`.
     ///
     /// # Errors
     /// [`ClientError::Connect`] when the socket or the WebSocket handshake fails;

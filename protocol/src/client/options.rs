@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
+
 /// Settings for [`Client::connect`](super::Client::connect).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientOptions {
@@ -15,6 +17,10 @@ pub struct ClientOptions {
     /// Events buffered before the client stops reading the socket (backpressure, which the
     /// server sees as a slow consumer). Default 1024.
     pub event_capacity: usize,
+    /// CA or self-signed certificates (DER) trusted for `wss://` in addition to the webpki
+    /// roots (Mozilla's CA list): for a server whose certificate a private CA issued. The
+    /// server's certificate must still name the host in the URL. Default none.
+    pub extra_root_certificates: Vec<CertificateDer<'static>>,
 }
 
 /// Default for [`ClientOptions::max_frame_bytes`]: a 500-message history page of 4 KiB
@@ -27,6 +33,7 @@ impl Default for ClientOptions {
             max_frame_bytes: DEFAULT_CLIENT_MAX_FRAME_BYTES,
             request_timeout: Duration::from_secs(10),
             event_capacity: 1024,
+            extra_root_certificates: Vec::new(),
         }
     }
 }

@@ -14,6 +14,8 @@ mod fault;
 mod history;
 mod interop;
 mod login;
+mod metrics;
+mod sessions;
 mod shutdown;
 mod store_postgres;
 mod store_postgres_plans;
