@@ -1,7 +1,8 @@
-//! Shutdown drains: clients sending while the daemon stops see `going_away`, every send that
-//! was acknowledged is stored, and nothing is stored twice.
+//! Shutdown drains: every client, those sending while the daemon stops included, sees
+//! `going_away`; every send that was acknowledged is stored, and nothing is stored twice.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use protocol::client::{ClientError, Event};
 
@@ -44,7 +45,15 @@ async fn a_drain_acks_what_it_committed_and_loses_nothing_acknowledged() {
                     Err(other) => panic!("unexpected error while draining: {other:?}"),
                 }
             }
-            acked
+            // The going_away frame came before the close; it waits among the events.
+            let saw_going_away = loop {
+                match tokio::time::timeout(Duration::from_secs(10), client.next_event()).await {
+                    Ok(Some(Event::GoingAway { .. })) => break true,
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break false,
+                }
+            };
+            (acked, saw_going_away)
         }));
     }
     // Let some traffic flow, then stop while the senders are mid-stream.
@@ -61,7 +70,9 @@ async fn a_drain_acks_what_it_committed_and_loses_nothing_acknowledged() {
 
     let mut acked = BTreeSet::new();
     for sender in senders {
-        for seq in sender.await.unwrap() {
+        let (seqs, saw_going_away) = sender.await.unwrap();
+        assert!(saw_going_away, "every sending client is told to go away");
+        for seq in seqs {
             assert!(acked.insert(seq), "seq {seq} acked twice");
         }
     }
