@@ -14,6 +14,7 @@
 //! - `sqlite`: the embedded default backend.
 //! - `postgres`: the production backend; several daemons may share one database.
 //! - `batch`: the per-batch bookkeeping both backends share (resend keys, slots).
+//! - `rows`: stored columns to protocol types (ids, sequence numbers, history rows), for both.
 //! - `writer`: the group-commit writer task and its bounded queue.
 //! - `suite` (`tests/suite.rs`): the checks every backend must pass; public with the
 //!   `test-suite` feature so the integration tests run them against PostgreSQL.
@@ -21,6 +22,7 @@
 
 mod batch;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 pub mod writer;
 

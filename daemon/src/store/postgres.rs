@@ -21,11 +21,12 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use protocol::ids::DIRECT_ROOM_PREFIX;
-use protocol::{RoomId, Seq, UserId};
+use protocol::{RoomId, UserId};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
+use super::rows::{corrupt, room_id, seq_param, seq_value, user_id, user_not_found};
 use super::{RoomRecord, StoreError, StoreSettings, UserRecord, now_ms};
 
 mod messages;
@@ -522,38 +523,6 @@ impl RoomRow {
                 })
                 .transpose()?,
         })
-    }
-}
-
-fn user_id(raw: &str) -> Result<UserId, StoreError> {
-    UserId::parse(raw).map_err(|error| corrupt("user name", raw, error))
-}
-
-fn room_id(raw: &str) -> Result<RoomId, StoreError> {
-    RoomId::parse(raw).map_err(|error| corrupt("room name", raw, error))
-}
-
-fn seq_value(raw: i64) -> Result<Seq, StoreError> {
-    u64::try_from(raw)
-        .map(Seq)
-        .map_err(|error| corrupt("sequence number", &raw.to_string(), error))
-}
-
-/// Sequence numbers are stored as BIGINT; no room reaches 2^63 messages, and a bound beyond
-/// that clamps to a bound no row passes.
-fn seq_param(seq: Seq) -> i64 {
-    i64::try_from(seq.0).unwrap_or(i64::MAX)
-}
-
-fn corrupt(what: &str, raw: &str, error: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        detail: format!("stored {what} {raw:?}: {error}"),
-    }
-}
-
-fn user_not_found(user: &UserId) -> StoreError {
-    StoreError::NotFound {
-        what: format!("user {user}"),
     }
 }
 

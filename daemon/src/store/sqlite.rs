@@ -18,13 +18,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use protocol::ids::DIRECT_ROOM_PREFIX;
-use protocol::{RoomId, Seq, UserId};
+use protocol::{RoomId, UserId};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Sqlite, Transaction};
 
+use super::rows::{corrupt, seq_value, user_id, user_not_found};
 use super::{RoomRecord, StoreError, StoreSettings, UserRecord, now_ms};
 
 mod messages;
@@ -520,28 +521,6 @@ impl RoomRow {
                 })
                 .transpose()?,
         })
-    }
-}
-
-fn user_id(raw: &str) -> Result<UserId, StoreError> {
-    UserId::parse(raw).map_err(|error| corrupt("user name", raw, error))
-}
-
-fn seq_value(raw: i64) -> Result<Seq, StoreError> {
-    u64::try_from(raw)
-        .map(Seq)
-        .map_err(|error| corrupt("sequence number", &raw.to_string(), error))
-}
-
-fn corrupt(what: &str, raw: &str, error: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        detail: format!("stored {what} {raw:?}: {error}"),
-    }
-}
-
-fn user_not_found(user: &UserId) -> StoreError {
-    StoreError::NotFound {
-        what: format!("user {user}"),
     }
 }
 

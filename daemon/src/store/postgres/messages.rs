@@ -9,7 +9,8 @@ use protocol::{ClientMsgId, Message, RoomId};
 use super::statements::{
     APPEND_BATCH, APPEND_ROOM_MISSING, HISTORY_AFTER, HISTORY_BEFORE, HISTORY_LATEST,
 };
-use super::{PgStore, corrupt, failed, seq_param, seq_value, user_id};
+use super::{PgStore, failed, seq_param, seq_value};
+use crate::store::rows::HistoryRow;
 use crate::store::{Committed, HistoryPage, HistoryRange, NewMessage, StoreError};
 
 impl PgStore {
@@ -177,30 +178,4 @@ impl<'a> MessageColumns<'a> {
         }
         columns
     }
-}
-
-#[derive(sqlx::FromRow)]
-struct HistoryRow {
-    seq: i64,
-    sender: String,
-    cmid: String,
-    body: String,
-    ts_ms: i64,
-}
-
-impl HistoryRow {
-    fn into_message(self, room: &RoomId) -> Result<Message, StoreError> {
-        Ok(Message {
-            room: room.clone(),
-            seq: seq_value(self.seq)?,
-            from: user_id(&self.sender)?,
-            body: self.body,
-            ts: self.ts_ms,
-            cmid: Some(client_msg_id(&self.cmid)?),
-        })
-    }
-}
-
-pub(super) fn client_msg_id(raw: &str) -> Result<ClientMsgId, StoreError> {
-    ClientMsgId::parse(raw).map_err(|error| corrupt("client message id", raw, error))
 }

@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 
 use protocol::{Message, RoomId, Seq};
 
-use super::messages::{MessageColumns, client_msg_id};
+use super::messages::MessageColumns;
 use super::statements::{DELETE_EXPIRED, EXPORT_PAGE, EXPORT_PAGE_OF_ROOMS, IMPORT_MESSAGES};
 use super::{PgStore, failed, room_id, seq_param, seq_value, user_id};
+use crate::store::rows::client_msg_id;
 use crate::store::{ExportFilter, ImportOutcome, StoreError, now_ms};
 
 impl PgStore {

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use protocol::{ClientMsgId, Message, RoomId, Seq};
 use sqlx::{QueryBuilder, Sqlite, Transaction};
 
-use super::{SqliteStore, failed, seq_value, user_id};
+use super::{SqliteStore, failed, seq_value};
 use crate::store::batch::{MessageKey, Slot, StoredMessage};
+use crate::store::rows::{HistoryRow, seq_param};
 use crate::store::{Committed, HistoryPage, HistoryRange, NewMessage, StoreError};
 
 impl SqliteStore {
@@ -246,28 +247,6 @@ async fn insert_messages(
 }
 
 #[derive(sqlx::FromRow)]
-struct HistoryRow {
-    seq: i64,
-    sender: String,
-    cmid: String,
-    body: String,
-    ts_ms: i64,
-}
-
-impl HistoryRow {
-    fn into_message(self, room: &RoomId) -> Result<Message, StoreError> {
-        Ok(Message {
-            room: room.clone(),
-            seq: seq_value(self.seq)?,
-            from: user_id(&self.sender)?,
-            body: self.body,
-            ts: self.ts_ms,
-            cmid: Some(client_msg_id(&self.cmid)?),
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
 struct StoredRow {
     room: String,
     sender: String,
@@ -275,14 +254,4 @@ struct StoredRow {
     seq: i64,
     body: String,
     ts_ms: i64,
-}
-
-fn client_msg_id(raw: &str) -> Result<ClientMsgId, StoreError> {
-    ClientMsgId::parse(raw).map_err(|error| super::corrupt("client message id", raw, error))
-}
-
-/// Sequence numbers are stored as INTEGER (i64); no room reaches 2^63 messages, and a bound
-/// beyond that clamps to a bound no row passes.
-fn seq_param(seq: Seq) -> i64 {
-    i64::try_from(seq.0).unwrap_or(i64::MAX)
 }

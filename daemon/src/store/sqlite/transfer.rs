@@ -7,6 +7,7 @@ use protocol::{Message, RoomId, Seq};
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{SqliteStore, failed, seq_value, user_id};
+use crate::store::rows::seq_param;
 use crate::store::{ExportFilter, ImportOutcome, StoreError};
 
 impl SqliteStore {
@@ -194,10 +195,6 @@ fn imported_cmid(message: &Message) -> String {
         || format!("import:{}", message.seq),
         |cmid| cmid.as_str().to_owned(),
     )
-}
-
-fn seq_param(seq: Seq) -> i64 {
-    i64::try_from(seq.0).unwrap_or(i64::MAX)
 }
 
 #[derive(sqlx::FromRow)]
