@@ -7,8 +7,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use protocol::RoomId;
-
 use crate::broker::Broker;
 use crate::node::Node;
 use crate::store::Store;
@@ -105,11 +103,9 @@ pub fn broker_state(broker: &Broker) -> BrokerState {
     }
 }
 
-/// Looks up one room by primary key: a round trip to the database through the pool, which is
-/// what every session needs to work. Whether the room exists does not matter.
+/// A round trip to the database through the pool, which is what every session needs to work.
 async fn probe_store(store: &Store) -> Result<(), String> {
-    let room = RoomId::parse(PROBE_ROOM).map_err(|error| error.to_string())?;
-    match tokio::time::timeout(STORE_PROBE_TIMEOUT, store.room(&room)).await {
+    match tokio::time::timeout(STORE_PROBE_TIMEOUT, store.ping()).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err(format!(
@@ -118,9 +114,6 @@ async fn probe_store(store: &Store) -> Result<(), String> {
         )),
     }
 }
-
-/// The room the store probe looks up.
-const PROBE_ROOM: &str = "readiness-probe";
 
 #[cfg(test)]
 mod tests {

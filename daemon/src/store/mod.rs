@@ -236,6 +236,14 @@ impl Store {
         }
     }
 
+    /// One round trip to the database (`SELECT 1` through the pool), for readiness checks.
+    ///
+    /// # Errors
+    /// When the store is unavailable.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self.ping())
+    }
+
     /// Creates a user with an OPAQUE password file.
     ///
     /// # Errors

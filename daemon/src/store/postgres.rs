@@ -67,6 +67,14 @@ impl PgStore {
         Ok(Self { pool })
     }
 
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(failed("ping"))
+    }
+
     pub(super) async fn create_user(
         &self,
         user: &UserId,

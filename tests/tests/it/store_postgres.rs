@@ -202,10 +202,12 @@ async fn an_outage_is_unavailable_quickly_and_the_pool_recovers_by_itself() {
         .await
         .unwrap_err();
     assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+    let error = store.ping().await.unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
     let elapsed = started.elapsed();
     assert!(
         elapsed < Duration::from_secs(4),
-        "two failed operations took {elapsed:?}"
+        "three failed operations took {elapsed:?}"
     );
 
     server.restart().await;
@@ -225,6 +227,7 @@ async fn an_outage_is_unavailable_quickly_and_the_pool_recovers_by_itself() {
     })
     .await;
     assert_eq!((after[0].message.seq, after[0].duplicate), (Seq(2), false));
+    store.ping().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
