@@ -4,7 +4,7 @@
 
 use protocol::{ClientMsgId, Message, RoomId, Seq, UserId};
 
-use super::StoreError;
+use super::{HistoryPage, HistoryRange, StoreError};
 
 /// A message as history and resume read it from either backend.
 #[derive(sqlx::FromRow)]
@@ -17,7 +17,7 @@ pub(super) struct HistoryRow {
 }
 
 impl HistoryRow {
-    pub(super) fn into_message(self, room: &RoomId) -> Result<Message, StoreError> {
+    fn into_message(self, room: &RoomId) -> Result<Message, StoreError> {
         Ok(Message {
             room: room.clone(),
             seq: seq_value(self.seq)?,
@@ -27,6 +27,27 @@ impl HistoryRow {
             cmid: Some(client_msg_id(&self.cmid)?),
         })
     }
+}
+
+/// The page of `room` from `rows` as a history query returned them: newest first for
+/// `Latest` and `Before`, oldest first for `After`, with one row more than `limit` when more
+/// exist in that direction. The page is oldest first.
+pub(super) fn history_page(
+    mut rows: Vec<HistoryRow>,
+    room: &RoomId,
+    range: HistoryRange,
+    limit: u32,
+) -> Result<HistoryPage, StoreError> {
+    let has_more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    if !matches!(range, HistoryRange::After(_)) {
+        rows.reverse();
+    }
+    let messages = rows
+        .into_iter()
+        .map(|row| row.into_message(room))
+        .collect::<Result<_, _>>()?;
+    Ok(HistoryPage { messages, has_more })
 }
 
 pub(super) fn user_id(raw: &str) -> Result<UserId, StoreError> {

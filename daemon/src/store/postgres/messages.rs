@@ -10,7 +10,7 @@ use super::statements::{
     APPEND_BATCH, APPEND_ROOM_MISSING, HISTORY_AFTER, HISTORY_BEFORE, HISTORY_LATEST,
 };
 use super::{PgStore, failed, seq_param, seq_value};
-use crate::store::rows::HistoryRow;
+use crate::store::rows::{HistoryRow, history_page};
 use crate::store::{Committed, HistoryPage, HistoryRange, NewMessage, StoreError};
 
 impl PgStore {
@@ -111,21 +111,12 @@ impl PgStore {
         };
         // Planned per call, not cached: see `statements` on why reads of `messages` are not
         // prepared once per connection.
-        let mut rows: Vec<HistoryRow> = query
+        let rows: Vec<HistoryRow> = query
             .persistent(false)
             .fetch_all(&self.pool)
             .await
             .map_err(failed(OP))?;
-        let has_more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        if !matches!(range, HistoryRange::After(_)) {
-            rows.reverse();
-        }
-        let messages = rows
-            .into_iter()
-            .map(|row| row.into_message(room))
-            .collect::<Result<_, _>>()?;
-        Ok(HistoryPage { messages, has_more })
+        history_page(rows, room, range, limit)
     }
 }
 

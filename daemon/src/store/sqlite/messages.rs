@@ -8,7 +8,7 @@ use sqlx::{QueryBuilder, Sqlite, Transaction};
 
 use super::{SqliteStore, failed, seq_value};
 use crate::store::batch::{MessageKey, Slot, StoredMessage};
-use crate::store::rows::{HistoryRow, seq_param};
+use crate::store::rows::{HistoryRow, history_page, seq_param};
 use crate::store::{Committed, HistoryPage, HistoryRange, NewMessage, StoreError};
 
 impl SqliteStore {
@@ -128,17 +128,8 @@ impl SqliteStore {
             .bind(seq_param(after))
             .bind(fetch),
         };
-        let mut rows: Vec<HistoryRow> = query.fetch_all(&self.pool).await.map_err(failed(OP))?;
-        let has_more = rows.len() > limit as usize;
-        rows.truncate(limit as usize);
-        if !matches!(range, HistoryRange::After(_)) {
-            rows.reverse();
-        }
-        let messages = rows
-            .into_iter()
-            .map(|row| row.into_message(room))
-            .collect::<Result<_, _>>()?;
-        Ok(HistoryPage { messages, has_more })
+        let rows: Vec<HistoryRow> = query.fetch_all(&self.pool).await.map_err(failed(OP))?;
+        history_page(rows, room, range, limit)
     }
 }
 
