@@ -35,6 +35,7 @@ log_level = "warn"
 data_dir = "$work/$store"
 [listen]
 websocket = "127.0.0.1:0"
+quic = "127.0.0.1:0"
 [store]
 url = "$url"
 [limits]

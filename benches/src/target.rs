@@ -112,6 +112,7 @@ fn embedded_config(data_dir: PathBuf) -> Config {
         ..Config::default()
     };
     config.listen.websocket = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    config.listen.quic = Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
     // The default 20 sends/s per session is a protection for real users; here it would cap
     // every client at 20 messages/s and the run would measure the token bucket.
     config.limits.sends_per_sec = EMBEDDED_SENDS_PER_SEC;

@@ -62,8 +62,10 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// How long history is kept.
     pub retention: RetentionConfig,
-    /// TLS for the WebSocket listener.
+    /// TLS for the WebSocket listener, and the QUIC listener's certificate.
     pub tls: TlsConfig,
+    /// QUIC connection tuning.
+    pub quic: QuicConfig,
 }
 
 impl Config {
@@ -136,6 +138,7 @@ impl Default for Config {
             shutdown: ShutdownConfig::default(),
             retention: RetentionConfig::default(),
             tls: TlsConfig::default(),
+            quic: QuicConfig::default(),
         }
     }
 }
@@ -157,6 +160,11 @@ pub struct ListenConfig {
     /// `/healthz` and `/readyz`. Empty (the default) turns it off. Not reloadable.
     #[serde(with = "optional_address")]
     pub metrics: Option<SocketAddr>,
+    /// QUIC listener address (UDP). Default `127.0.0.1:7879`; empty turns QUIC off. QUIC is
+    /// always TLS 1.3: with `[tls]` it serves that certificate, else a self-signed one that
+    /// chatd creates in `data_dir` on first start and whose SHA-256 it logs. Not reloadable.
+    #[serde(with = "optional_address")]
+    pub quic: Option<SocketAddr>,
 }
 
 impl Default for ListenConfig {
@@ -166,6 +174,7 @@ impl Default for ListenConfig {
             admin_socket: PathBuf::from("chatd.sock"),
             allow_plaintext: false,
             metrics: None,
+            quic: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 7879))),
         }
     }
 }
@@ -345,6 +354,28 @@ pub struct TlsConfig {
     /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1). Relative paths
     /// are resolved against `data_dir`. Default empty (no TLS). Reloadable, like `cert_file`.
     pub key_file: PathBuf,
+}
+
+/// QUIC connection tuning. The defaults suit phones: see docs/configuration.md for why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuicConfig {
+    /// Seconds between keep-alive packets on an otherwise quiet connection, so NAT bindings
+    /// stay open and a dead path is noticed. Must be below `idle_timeout_secs`. Default 10.
+    /// Not reloadable.
+    pub keep_alive_secs: u64,
+    /// Seconds without any packet from the client after which its connection is dropped (the
+    /// client can resume with its token). Default 30. Not reloadable.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for QuicConfig {
+    fn default() -> Self {
+        Self {
+            keep_alive_secs: 10,
+            idle_timeout_secs: 30,
+        }
+    }
 }
 
 /// The files of a configured `[tls]` section, resolved against `data_dir`

@@ -28,6 +28,8 @@ pub struct Overrides {
     pub config_file: Option<PathBuf>,
     /// Overrides `listen.websocket`.
     pub listen_websocket: Option<SocketAddr>,
+    /// Overrides `listen.quic`.
+    pub listen_quic: Option<SocketAddr>,
     /// Overrides `data_dir`.
     pub data_dir: Option<PathBuf>,
     /// Overrides `log_level`.
@@ -172,8 +174,14 @@ impl Provider for Layer {
 
 fn flags_layer(overrides: &Overrides) -> Layer {
     let mut values = Dict::new();
+    let mut listen = Dict::new();
     if let Some(address) = overrides.listen_websocket {
-        let listen = Dict::from([("websocket".to_owned(), Value::from(address.to_string()))]);
+        listen.insert("websocket".to_owned(), Value::from(address.to_string()));
+    }
+    if let Some(address) = overrides.listen_quic {
+        listen.insert("quic".to_owned(), Value::from(address.to_string()));
+    }
+    if !listen.is_empty() {
         values.insert("listen".to_owned(), Value::from(listen));
     }
     if let Some(data_dir) = &overrides.data_dir {
@@ -444,7 +452,7 @@ mod tests {
         assert_eq!(details.len(), 3, "{details:#?}");
         assert!(details.contains(&format!(
             "key `colour` in {path}: unknown key; keys allowed at the top level: auth, data_dir, \
-             limits, listen, log_level, retention, shutdown, store, tls"
+             limits, listen, log_level, quic, retention, shutdown, store, tls"
         )));
         assert!(details.iter().any(|d| d.starts_with(&format!(
             "key `limits.max_body` in {path}: unknown key; keys allowed in section [limits]: "

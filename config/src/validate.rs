@@ -59,6 +59,7 @@ pub(crate) fn check(config: &Config) -> Result<(), Violation> {
     check_limits(config)?;
     check_auth(config)?;
     check_retention(config)?;
+    check_quic(config)?;
     Ok(())
 }
 
@@ -310,6 +311,39 @@ fn check_auth(config: &Config) -> Result<(), Violation> {
     Ok(())
 }
 
+/// Longest QUIC idle timeout: beyond an hour a vanished phone would hold its connection (and
+/// show as online) for longer than anyone expects; resume makes reconnecting cheap instead.
+const MAX_QUIC_IDLE_SECS: u64 = 3600;
+
+/// A keep-alive must come more often than the idle timeout, or the idle timeout would close
+/// quiet but healthy connections; zero turns keep-alives off.
+fn check_quic(config: &Config) -> Result<(), Violation> {
+    let quic = &config.quic;
+    positive("quic.idle_timeout_secs", quic.idle_timeout_secs)?;
+    if quic.idle_timeout_secs > MAX_QUIC_IDLE_SECS {
+        return Err(Violation::new(
+            "quic.idle_timeout_secs",
+            format!(
+                "is {}, above the maximum of {MAX_QUIC_IDLE_SECS}",
+                quic.idle_timeout_secs
+            ),
+        ));
+    }
+    if quic.keep_alive_secs >= quic.idle_timeout_secs {
+        return Err(Violation::new(
+            "quic.keep_alive_secs",
+            format!(
+                "is {}, not below quic.idle_timeout_secs ({}): quiet connections would time \
+                 out between keep-alives; set it to a third of the idle timeout or less, or \
+                 0 for no keep-alives",
+                quic.keep_alive_secs, quic.idle_timeout_secs
+            ),
+        )
+        .related(&["quic.idle_timeout_secs"]));
+    }
+    Ok(())
+}
+
 /// Zero would disable the component outright (no queue slot, no connection, no login
 /// attempt), which is never what an operator means.
 fn positive(key: &'static str, value: u64) -> Result<(), Violation> {
@@ -488,6 +522,25 @@ mod tests {
 
         config.tls.cert_file = PathBuf::from("cert.pem");
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn quic_keep_alive_must_be_below_the_idle_timeout() {
+        let mut config = base();
+        config.quic.keep_alive_secs = 30;
+        config.quic.idle_timeout_secs = 30;
+        let (key, message) = failure(&config);
+        assert_eq!(key, "quic.keep_alive_secs");
+        assert!(
+            message.contains("not below quic.idle_timeout_secs (30)"),
+            "{message}"
+        );
+        config.quic.keep_alive_secs = 0;
+        config.validate().unwrap();
+        config.quic.idle_timeout_secs = 0;
+        assert_eq!(failure(&config).0, "quic.idle_timeout_secs");
+        config.quic.idle_timeout_secs = MAX_QUIC_IDLE_SECS + 1;
+        assert_eq!(failure(&config).0, "quic.idle_timeout_secs");
     }
 
     #[test]

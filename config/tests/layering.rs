@@ -68,11 +68,13 @@ fn every_flag_overrides_its_key() {
         let overrides = Overrides {
             config_file: None,
             listen_websocket: Some(addr("[::1]:9000")),
+            listen_quic: Some(addr("[::1]:9001")),
             data_dir: Some(PathBuf::from("/from/flag")),
             log_level: Some("chatd=debug,info".to_owned()),
         };
         let config = load(&overrides).unwrap();
         assert_eq!(config.listen.websocket, addr("[::1]:9000"));
+        assert_eq!(config.listen.quic, Some(addr("[::1]:9001")));
         assert_eq!(config.data_dir, Path::new("/from/flag"));
         assert_eq!(config.log_level, "chatd=debug,info");
     });
@@ -153,12 +155,12 @@ fn unknown_env_var_names_the_variable_and_suggests_the_right_one() {
             details,
             [
                 "key `colour` from env var CHATD_COLOUR: unknown key; keys allowed at the top \
-                 level: auth, data_dir, limits, listen, log_level, retention, shutdown, store, \
-                 tls",
+                 level: auth, data_dir, limits, listen, log_level, quic, retention, shutdown, \
+                 store, tls",
                 "key `listen_websocket` from env var CHATD_LISTEN_WEBSOCKET: unknown key; did \
                  you mean CHATD_LISTEN__WEBSOCKET? (`__` separates a section from its key); keys \
-                 allowed at the top level: auth, data_dir, limits, listen, log_level, retention, \
-                 shutdown, store, tls",
+                 allowed at the top level: auth, data_dir, limits, listen, log_level, quic, \
+                 retention, shutdown, store, tls",
             ]
         );
     });

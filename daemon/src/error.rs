@@ -28,4 +28,7 @@ pub enum Error {
     /// then keeps the certificate in use).
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The QUIC endpoint could not be configured.
+    #[error("cannot set up QUIC: {0}")]
+    Quic(#[from] crate::transport::quic::QuicSetupError),
 }

@@ -4,7 +4,7 @@
 //! # Layout
 //! - `lifecycle`: spawning tracked tasks.
 //! - `node`: the services every session shares.
-//! - `transport`: the transport contract and the WebSocket adapter.
+//! - `transport`: the transport contract and the WebSocket and QUIC adapters.
 //! - `session`: the per-connection state machine (`state`, sans-IO) and its async driver.
 //! - `hub`: live subscriptions on this node; encodes each event once and fans it out.
 //! - `broker`: carries events between nodes (in-process for one node).
@@ -15,7 +15,8 @@
 //! - `http`: the operator HTTP listener: `/metrics`, `/healthz`, `/readyz`.
 //! - `metrics`: every exported metric, declared in one place, and the recording functions.
 //! - `retention`: the background task that deletes expired history.
-//! - `tls`: the WebSocket listener's certificate, loaded from PEM files and reloadable.
+//! - `tls`: the listeners' certificate, loaded from PEM files and reloadable, or QUIC's
+//!   self-signed one.
 //! - `error`: [`Error`].
 //!
 //! Start-up order: TLS certificate (when configured) → store (migrated) → auth keys → hub,
@@ -60,7 +61,7 @@ use crate::node::Node;
 use crate::session::state::SessionLimits;
 use crate::store::writer::{WriterSettings, spawn_writer};
 use crate::store::{Store, StoreSettings};
-use crate::tls::{CertificateSummary, ServerTls, TlsError};
+use crate::tls::{CertificateSummary, ReloadableCertificate, ServerTls, TlsError};
 
 /// A started daemon.
 #[derive(Debug)]
@@ -71,6 +72,11 @@ pub struct Daemon {
     pub admin_socket: PathBuf,
     /// The bound metrics and health address, when `listen.metrics` is set.
     pub metrics_addr: Option<SocketAddr>,
+    /// The bound QUIC address (UDP), when `listen.quic` is set.
+    pub quic_addr: Option<SocketAddr>,
+    /// The certificate QUIC serves at start (the `[tls]` one, or the self-signed one), when
+    /// `listen.quic` is set: its SHA-256 is what clients pin.
+    pub quic_certificate: Option<CertificateSummary>,
     /// The store backend in use.
     pub store_backend: &'static str,
     /// The WebSocket listener's TLS, when `[tls]` is configured.
@@ -87,7 +93,8 @@ impl Daemon {
     }
 
     /// Reads the TLS certificate chain and key from `files` again (SIGHUP) and serves them
-    /// to every new connection; established connections keep the certificate they got.
+    /// to every new connection, WebSocket and QUIC alike (both ask the same certificate
+    /// holder); established connections keep the certificate they got.
     ///
     /// # Errors
     /// [`Error::Tls`] naming the file that failed to load, or saying that the daemon runs
@@ -154,6 +161,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Daemo
             source,
         })?;
     let metrics = bind_metrics(config.listen.metrics).await?;
+    let quic = bind_quic(config, tls.as_deref())?;
 
     let mut node = Node::new(
         hub,
@@ -166,10 +174,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Daemo
         Duration::from_secs(config.limits.handshake_timeout_secs),
         Duration::from_millis(config.shutdown.reconnect_window_ms),
     );
-    node.listeners = vec![
-        format!("{}://{websocket_addr}", websocket_scheme(tls.is_some())),
-        format!("unix:{}", admin_socket.display()),
-    ];
+    node.listeners = listener_names(websocket_addr, tls.is_some(), quic.as_ref(), &admin_socket);
     node.shutdown = shutdown.clone();
     let (node, metrics_addr) = serve_metrics(metrics, node, &back);
     let weak_node = Arc::downgrade(&node);
@@ -185,6 +190,7 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Daemo
             front.token().clone(),
         ),
     );
+    let (quic_addr, quic_certificate) = spawn_quic(quic, &node, &front);
     front.spawn(
         "admin-listener",
         admin::serve(
@@ -230,6 +236,8 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Daemo
         websocket_addr,
         admin_socket,
         metrics_addr,
+        quic_addr,
+        quic_certificate,
         store_backend,
         tls,
         node: weak_node,
@@ -312,6 +320,99 @@ async fn bind_tcp(name: &str, address: SocketAddr) -> Result<(TcpListener, Socke
         source,
     })?;
     Ok((listener, bound))
+}
+
+/// What `chatctl status` lists as the node's listeners.
+fn listener_names(
+    websocket: SocketAddr,
+    is_tls: bool,
+    quic: Option<&QuicListener>,
+    admin_socket: &std::path::Path,
+) -> Vec<String> {
+    let mut names = vec![format!("{}://{websocket}", websocket_scheme(is_tls))];
+    if let Some(quic) = quic {
+        names.push(format!(
+            "quic://{} (certificate sha256 {})",
+            quic.address, quic.certificate.sha256
+        ));
+    }
+    names.push(format!("unix:{}", admin_socket.display()));
+    names
+}
+
+/// Serves QUIC as a front task, when it is on; returns its address and certificate.
+fn spawn_quic(
+    quic: Option<QuicListener>,
+    node: &Arc<Node>,
+    front: &Tasks,
+) -> (Option<SocketAddr>, Option<CertificateSummary>) {
+    let Some(quic) = quic else {
+        return (None, None);
+    };
+    let serve = transport::quic::serve(
+        quic.endpoint,
+        Arc::clone(node),
+        front.clone(),
+        front.token().clone(),
+    );
+    front.spawn("quic-listener", serve);
+    (Some(quic.address), Some(quic.certificate))
+}
+
+/// The bound QUIC endpoint and the certificate it serves.
+struct QuicListener {
+    endpoint: quinn::Endpoint,
+    address: SocketAddr,
+    certificate: CertificateSummary,
+}
+
+/// Binds the QUIC endpoint when `listen.quic` is set. It serves the `[tls]` certificate
+/// (sharing its reloads) or, without `[tls]`, the self-signed one kept in `data_dir`.
+fn bind_quic(config: &Config, tls: Option<&ServerTls>) -> Result<Option<QuicListener>, Error> {
+    let Some(address) = config.listen.quic else {
+        return Ok(None);
+    };
+    let (certificate, self_signed) = match tls {
+        Some(tls) => (Arc::clone(tls.certificate()), false),
+        None => {
+            let mut names = vec!["localhost".to_owned()];
+            if !address.ip().is_unspecified() {
+                names.push(address.ip().to_string());
+            }
+            let files = tls::self_signed::ensure(&config.data_dir, &names)?;
+            (ReloadableCertificate::load(&files)?, true)
+        }
+    };
+    let settings = transport::quic::QuicSettings {
+        keep_alive: (config.quic.keep_alive_secs > 0)
+            .then(|| Duration::from_secs(config.quic.keep_alive_secs)),
+        idle_timeout: Duration::from_secs(config.quic.idle_timeout_secs),
+    };
+    let endpoint =
+        transport::quic::bind(address, &certificate, settings).map_err(|error| match error {
+            transport::quic::QuicSetupError::Bind(source) => Error::Bind {
+                what: format!("quic {address} (UDP)"),
+                source,
+            },
+            other => Error::Quic(other),
+        })?;
+    let address = endpoint.local_addr().map_err(|source| Error::Bind {
+        what: format!("quic {address} (UDP)"),
+        source,
+    })?;
+    let summary = certificate.summary();
+    // The fingerprint is what a client pins to trust a self-signed certificate.
+    tracing::info!(
+        %address,
+        sha256 = %summary.sha256,
+        self_signed,
+        "QUIC listening"
+    );
+    Ok(Some(QuicListener {
+        endpoint,
+        address,
+        certificate: summary,
+    }))
 }
 
 /// The WebSocket listener's TLS, when `[tls]` is configured. Loaded first, so that a

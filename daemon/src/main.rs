@@ -36,6 +36,9 @@ struct Cli {
     /// WebSocket listen address, overriding `listen.websocket`.
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// QUIC listen address (UDP), overriding `listen.quic`.
+    #[arg(long)]
+    quic: Option<SocketAddr>,
     /// Data directory, overriding `data_dir`.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
     let overrides = chatd_config::Overrides {
         config_file: cli.config.clone(),
         listen_websocket: cli.listen,
+        listen_quic: cli.quic,
         data_dir: cli.data_dir.clone(),
         log_level: cli.log_level.clone(),
     };
@@ -145,6 +149,13 @@ fn run(config: &chatd_config::Config, overrides: &chatd_config::Overrides) -> an
             daemon.store_backend,
             daemon.admin_socket.display()
         );
+        if let (Some(address), Some(certificate)) = (daemon.quic_addr, &daemon.quic_certificate) {
+            // The fingerprint is what a client pins to trust a self-signed certificate.
+            println!(
+                "chatd listening on quic://{address} (certificate sha256 {})",
+                certificate.sha256
+            );
+        }
         tracing::info!(websocket = %format!("{scheme}://{}", daemon.websocket_addr), "ready");
         let serving = format!(
             "serving on {scheme}://{} (store: {}), admin socket {}",

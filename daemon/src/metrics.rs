@@ -400,12 +400,14 @@ pub fn broker_state(state: BrokerState) {
 fn connections(transport: TransportKind) -> Gauge {
     match transport {
         TransportKind::WebSocket => gauge!(CONNECTIONS, "transport" => "websocket"),
+        TransportKind::Quic => gauge!(CONNECTIONS, "transport" => "quic"),
     }
 }
 
 fn sessions(transport: TransportKind) -> Gauge {
     match transport {
         TransportKind::WebSocket => gauge!(SESSIONS, "transport" => "websocket"),
+        TransportKind::Quic => gauge!(SESSIONS, "transport" => "quic"),
     }
 }
 

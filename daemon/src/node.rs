@@ -138,22 +138,26 @@ impl Node {
 pub enum TransportKind {
     /// WebSocket, plain or over TLS.
     WebSocket,
+    /// QUIC (always TLS 1.3).
+    Quic,
 }
 
 impl TransportKind {
     /// Every transport.
-    pub const ALL: [Self; 1] = [Self::WebSocket];
+    pub const ALL: [Self; 2] = [Self::WebSocket, Self::Quic];
 
     /// The name status and metrics show.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::WebSocket => "websocket",
+            Self::Quic => "quic",
         }
     }
 
     fn index(self) -> usize {
         match self {
             Self::WebSocket => 0,
+            Self::Quic => 1,
         }
     }
 }

@@ -8,8 +8,10 @@
 //!
 //! This module does not decide when to reload (SIGHUP is handled by `main.rs` through
 //! [`crate::Daemon::reload_tls`]) and knows nothing of WebSocket: [`MaybeTlsStream`] is only
-//! the byte stream the WebSocket handshake runs on. A QUIC endpoint can share the same
-//! [`ReloadableCertificate`] in a TLS 1.3 configuration of its own.
+//! the byte stream the WebSocket handshake runs on. The QUIC endpoint shares the same
+//! [`ReloadableCertificate`] in a TLS 1.3 configuration of its own ([`quic_server_config`]),
+//! so one SIGHUP renews both. Without `[tls]`, QUIC serves a self-signed certificate
+//! ([`self_signed`]).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -94,6 +96,14 @@ pub enum TlsError {
     /// A reload was asked of a daemon that started without TLS.
     #[error("TLS is not enabled in the running daemon; configure [tls] and restart chatd")]
     NotEnabled,
+    /// The self-signed QUIC certificate could not be created or stored.
+    #[error("cannot create the self-signed QUIC certificate {}: {detail}", path.display())]
+    SelfSigned {
+        /// The file it was to be written to, or read from.
+        path: PathBuf,
+        /// What went wrong, and what to do.
+        detail: String,
+    },
 }
 
 /// The server side of TLS: the acceptor for new connections and the certificate they get.
@@ -205,6 +215,21 @@ pub struct ReloadableCertificate {
 }
 
 impl ReloadableCertificate {
+    /// Loads the certificate chain and key from `files` (ring provider).
+    ///
+    /// # Errors
+    /// As [`ServerTls::load`].
+    pub fn load(files: &TlsFiles) -> Result<Arc<Self>, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let loaded = load_certified_key(files, &provider)?;
+        Ok(Arc::new(Self::new(loaded, provider)))
+    }
+
+    /// The certificate new handshakes get.
+    pub fn summary(&self) -> CertificateSummary {
+        CertificateSummary::of(&self.current())
+    }
+
     fn new(key: CertifiedKey, provider: Arc<CryptoProvider>) -> Self {
         Self {
             current: RwLock::new(Arc::new(key)),
@@ -234,6 +259,24 @@ impl ResolvesServerCert for ReloadableCertificate {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current())
     }
+}
+
+/// The rustls configuration of the QUIC endpoint: TLS 1.3 only (QUIC has no other), the ALPN
+/// name of the chatd protocol, no client certificates, and `certificate` for every
+/// handshake (so reloads reach QUIC too). No 0-RTT: a replayed early `send` or `resume` would
+/// be worse than the round trip it saves.
+///
+/// # Errors
+/// If the ring provider lacked TLS 1.3 (it does not).
+pub fn quic_server_config(
+    certificate: &Arc<ReloadableCertificate>,
+) -> Result<rustls::ServerConfig, rustls::Error> {
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::clone(&certificate.provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_cert_resolver(certificate.clone());
+    config.alpn_protocols = vec![protocol::stream_frame::QUIC_ALPN.to_vec()];
+    Ok(config)
 }
 
 /// A connection's byte stream: plain TCP, or TCP under TLS.
@@ -356,5 +399,6 @@ fn pem_error(what: &'static str, path: &Path, error: &pem::Error) -> TlsError {
     }
 }
 
+pub mod self_signed;
 #[cfg(test)]
 mod tests;

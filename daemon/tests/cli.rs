@@ -67,7 +67,7 @@ fn sigterm_drains_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = chatd()
         .current_dir(dir.path())
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", "127.0.0.1:0", "--quic", "127.0.0.1:0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -123,7 +123,13 @@ fn chatd_tells_systemd_ready_reloading_stopping_and_pings_the_watchdog() {
         }
     }
     let child = command
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--quic",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(&data_dir)
         .env("NOTIFY_SOCKET", dir.path().join("notify"))
         .env("WATCHDOG_USEC", "200000")
@@ -224,6 +230,7 @@ fn keys_waiting_for_a_restart_are_reported_after_sighup() {
             &config,
             format!(
                 "log_level = \"{log_level}\"\n[listen]\nwebsocket = \"127.0.0.1:0\"\n\
+                 quic = \"127.0.0.1:0\"\n\
                  [limits]\nsends_per_sec = {sends_per_sec}\n"
             ),
         )

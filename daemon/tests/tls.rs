@@ -1,6 +1,6 @@
-//! TLS against the real `chatd` binary: it serves `wss://` with the certificate in its
-//! `[tls]` files, and on SIGHUP presents a replaced certificate to new connections while the
-//! connections already open go on with theirs. A certificate file that fails to load on
+//! TLS against the real `chatd` binary: it serves `wss://` and QUIC with the certificate in
+//! its `[tls]` files, and on SIGHUP presents a replaced certificate to new connections of both
+//! transports while the connections already open go on with theirs. A certificate file that fails to load on
 //! SIGHUP leaves the one in use, and a daemon whose files cannot be loaded does not start.
 //!
 //! The test plays systemd's side of `$NOTIFY_SOCKET` to learn when a reload has finished
@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use protocol::UserId;
 use protocol::admin::{AdminReply, RegisterMode};
 use protocol::client::admin::AdminClient;
-use protocol::client::{CertificateDer, Client, ClientError, ClientOptions};
+use protocol::client::{
+    CertificateDer, CertificatePin, Client, ClientError, ClientOptions, ServerTrust,
+};
 use rustls::pki_types::ServerName;
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
@@ -90,7 +92,13 @@ impl Chatd {
         let child = command
             .arg("--config")
             .arg(config)
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--quic",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .env("NOTIFY_SOCKET", &notify_path)
             .stdout(Stdio::piped())
@@ -196,19 +204,37 @@ fn chatd_command() -> Command {
     command
 }
 
-/// The first line chatd prints: `chatd listening on wss://ADDR (...)`.
+/// The first two lines chatd prints: `chatd listening on wss://ADDR (...)` and
+/// `chatd listening on quic://ADDR (certificate sha256 HEX)`.
 #[expect(
     clippy::unwrap_used,
     reason = "test helper: a failure here fails the test"
 )]
-async fn listening_line(stdout: std::process::ChildStdout) -> String {
+async fn listening_lines(stdout: std::process::ChildStdout) -> (String, String) {
     let stdout = ChildStdout::from_std(stdout).unwrap();
-    let mut line = String::new();
-    tokio::time::timeout(PATIENCE, BufReader::new(stdout).read_line(&mut line))
-        .await
-        .expect("chatd prints its address")
-        .unwrap();
-    line
+    let mut reader = BufReader::new(stdout);
+    let mut lines = [String::new(), String::new()];
+    for line in &mut lines {
+        tokio::time::timeout(PATIENCE, reader.read_line(line))
+            .await
+            .expect("chatd prints its addresses")
+            .unwrap();
+    }
+    let [websocket, quic] = lines;
+    (websocket, quic)
+}
+
+/// Options that trust only the certificate with this SHA-256, over QUIC.
+#[expect(
+    clippy::unwrap_used,
+    reason = "test helper: a failure here fails the test"
+)]
+fn pinning(certificate: &Certificate) -> ClientOptions {
+    ClientOptions {
+        request_timeout: Duration::from_secs(5),
+        trust: ServerTrust::Pinned(certificate.sha256().parse::<CertificatePin>().unwrap()),
+        ..ClientOptions::default()
+    }
 }
 
 /// Runs a TLS handshake with a fresh client connection and returns the certificate the
@@ -287,7 +313,18 @@ async fn sighup_serves_the_new_certificate_to_new_connections_and_keeps_old_ones
         ready.contains("STATUS=serving on wss://127.0.0.1:"),
         "{ready}"
     );
-    let line = listening_line(chatd.child.stdout.take().unwrap()).await;
+    let (line, quic_line) = listening_lines(chatd.child.stdout.take().unwrap()).await;
+    assert!(
+        quic_line.contains(&format!("(certificate sha256 {})", a.sha256())),
+        "QUIC serves the [tls] certificate: {quic_line}"
+    );
+    let quic_address: SocketAddr = quic_line
+        .strip_prefix("chatd listening on quic://")
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected second line: {quic_line}"))
+        .parse()
+        .unwrap();
+    let quic_url = format!("quic://{quic_address}");
     let address: SocketAddr = line
         .strip_prefix("chatd listening on wss://")
         .and_then(|rest| rest.split_whitespace().next())
@@ -318,6 +355,9 @@ async fn sighup_serves_the_new_certificate_to_new_connections_and_keeps_old_ones
     old.login(&alice, "correct horse").await.unwrap();
     old.ping().await.unwrap();
     assert_eq!(served_certificate(address, &[&a, &b]).await, a.der);
+    let mut old_quic = Client::connect(&quic_url, pinning(&a)).await.unwrap();
+    old_quic.login(&alice, "correct horse").await.unwrap();
+    old_quic.ping().await.unwrap();
 
     b.write_to(&paths);
     let status = chatd.reload().await;
@@ -335,6 +375,18 @@ async fn sighup_serves_the_new_certificate_to_new_connections_and_keeps_old_ones
         .expect("the connection made before the reload still works");
     let new = Client::connect(&url, trusting(&[&b])).await.unwrap();
     new.ping().await.unwrap();
+    // QUIC shares the certificate: a new QUIC connection gets the new one, the old goes on.
+    let new_quic = Client::connect(&quic_url, pinning(&b)).await.unwrap();
+    new_quic.ping().await.unwrap();
+    let stale_pin = Client::connect(&quic_url, pinning(&a)).await.unwrap_err();
+    assert!(
+        matches!(stale_pin, ClientError::Connect { .. }),
+        "{stale_pin}"
+    );
+    old_quic
+        .ping()
+        .await
+        .expect("the QUIC connection made before the reload still works");
 
     // A certificate file that does not load leaves the one in use.
     std::fs::write(&paths.cert, "-----BEGIN CERTIFICATE-----\ntruncated\n").unwrap();
@@ -372,6 +424,8 @@ async fn sighup_serves_the_new_certificate_to_new_connections_and_keeps_old_ones
     old.close().await;
     new.close().await;
     after.close().await;
+    old_quic.close().await;
+    new_quic.close().await;
     let status = chatd.stop().await;
     assert!(
         status.success(),
@@ -394,7 +448,7 @@ async fn a_stalled_tls_handshake_is_cut_by_the_handshake_timeout() {
 
     let mut chatd = Chatd::spawn(dir.path(), &data_dir, &config);
     chatd.expect_line("READY=1").await;
-    let line = listening_line(chatd.child.stdout.take().unwrap()).await;
+    let (line, _quic_line) = listening_lines(chatd.child.stdout.take().unwrap()).await;
     let address: SocketAddr = line
         .strip_prefix("chatd listening on wss://")
         .and_then(|rest| rest.split_whitespace().next())

@@ -7,6 +7,7 @@
 //! - [`ids`]: identifier newtypes that parse on construction (`UserId`, `RoomId`, `Seq`, ...).
 //! - [`frame`]: `ClientFrame` and `ServerFrame`, the JSON frames.
 //! - [`codec`]: pure encode/decode with size limits and failure classification.
+//! - [`stream_frame`]: length-prefixed frames on QUIC streams, and the QUIC ALPN name.
 //! - [`error_code`]: stable wire error codes and close codes.
 //! - [`limits`]: protocol-wide ceilings.
 //! - [`admin`]: requests and replies on the daemon's admin socket (used by chatctl).
@@ -25,6 +26,7 @@ pub mod ids;
 pub mod limits;
 #[cfg(feature = "opaque")]
 pub mod opaque_suite;
+pub mod stream_frame;
 
 pub use bytes_b64::Base64Bytes;
 pub use codec::{DecodeError, decode_client, decode_server, encode_client, encode_server};

@@ -6,13 +6,21 @@
 //! # Layout
 //! - `daemon`: [`TestDaemon`].
 //! - `postgres`: [`TestPostgres`], a private PostgreSQL server with a fresh database per test.
+//! - `process`: [`ProcessDaemon`], the `chatd` binary as a child process, optionally inside a
+//!   [`LossyNetwork`].
+//! - `netns`: [`LossyNetwork`], a network namespace behind a veth link that drops a chosen
+//!   share of packets (needs root and nftables).
 //! - `binaries`: locating the built `chatd` and `chatctl` binaries.
 //! - `wait`: polling with a deadline.
 
 pub mod binaries;
 pub mod daemon;
+pub mod netns;
 pub mod postgres;
+pub mod process;
 pub mod wait;
 
 pub use daemon::TestDaemon;
+pub use netns::LossyNetwork;
 pub use postgres::TestPostgres;
+pub use process::{ProcessDaemon, ProcessOptions};

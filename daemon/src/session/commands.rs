@@ -258,6 +258,7 @@ impl<T: Transport> Driver<T> {
 
     fn leave(&mut self, room: &RoomId) {
         self.state.handle_left(room);
+        self.transport.room_left(room);
         if self.node.hub.leave(self.id, room)
             && let Some(user) = self.state.user().cloned()
         {

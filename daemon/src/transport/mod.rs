@@ -4,7 +4,10 @@
 //!
 //! # Layout
 //! - `websocket`: tokio-tungstenite listener and per-connection adapter.
+//! - `quic`: quinn endpoint and per-connection adapter (a control stream, a stream per room,
+//!   datagrams for typing and presence).
 
+pub mod quic;
 pub mod websocket;
 
 use std::future::Future;
@@ -59,9 +62,22 @@ pub trait Transport: Send {
     /// Closes the connection with `code`, flushing what was sent before.
     fn close(&mut self, code: CloseCode, reason: &str) -> impl Future<Output = ()> + Send;
 
-    /// The peer's address.
+    /// The session left `room`: a transport with a lane per room may release what that lane
+    /// holds. Events of the room may still follow (a rejoin), on the same lane.
+    fn room_left(&mut self, room: &RoomId) {
+        let _ = room;
+    }
+
+    /// The peer's address now (a QUIC client may move to another one).
     fn peer(&self) -> SocketAddr;
 
-    /// The transport's name for logs (`ws`).
+    /// The transport's name for logs (`ws`, `quic`).
     fn name(&self) -> &'static str;
+}
+
+/// Largest frame a transport reads. It is somewhat larger than the protocol limit so that the
+/// session can answer an oversized frame with a `frame_too_large` error before closing;
+/// beyond this the connection is closed without reading the frame.
+pub(crate) fn transport_frame_limit(max_frame_bytes: usize) -> usize {
+    max_frame_bytes.saturating_mul(4).max(64 * 1024)
 }

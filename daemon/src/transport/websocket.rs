@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::sync::CancellationToken;
 
-use super::{Lane, Transport, TransportError};
+use super::{Lane, Transport, TransportError, transport_frame_limit};
 use crate::lifecycle::Tasks;
 use crate::node::{Node, TransportKind};
 use crate::session;
@@ -152,11 +152,9 @@ enum HandshakeError {
     WebSocket(tungstenite::Error),
 }
 
-/// The transport accepts frames somewhat larger than the protocol limit so that the session
-/// can answer an oversized frame with a `frame_too_large` error before closing; beyond this
-/// the connection is closed without reading the frame.
+/// Messages up to [`transport_frame_limit`].
 fn websocket_config(max_frame_bytes: usize) -> WebSocketConfig {
-    let transport_max = max_frame_bytes.saturating_mul(4).max(64 * 1024);
+    let transport_max = transport_frame_limit(max_frame_bytes);
     WebSocketConfig::default()
         .max_message_size(Some(transport_max))
         .max_frame_size(Some(transport_max))

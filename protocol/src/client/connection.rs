@@ -1,6 +1,6 @@
-//! One WebSocket connection: the `hello` exchange, the writer half, the table of requests
-//! waiting for their reply, and the reader task that routes each server frame either to the
-//! request with its request id or into the bounded event queue.
+//! One connection, whatever its transport: the `hello` exchange, the writer half, the table
+//! of requests waiting for their reply, and the reader task that routes each server frame
+//! either to the request with its request id or into the bounded event queue.
 //!
 //! The reader awaits room in the event queue. An application that stops reading events
 //! therefore stops the reader, the socket's receive buffer fills, and the server sees a slow
@@ -12,35 +12,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::net::TcpStream;
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Utf8Bytes};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
 use super::error::ClientError;
 use super::event::Event;
 use super::options::ClientOptions;
-use super::tls;
+use super::transport::{self, Reader, Received, Writer};
 use crate::codec::{DecodeError, decode_server, encode_client};
 use crate::error_code::CloseCode;
 use crate::frame::{ClientFrame, Limits, ServerFrame};
 use crate::ids::RequestId;
-
-type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// How long [`Connection::close`] waits for the server to answer the close handshake.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// An open, `hello`-exchanged connection.
 pub(crate) struct Connection {
-    writer: tokio::sync::Mutex<SplitSink<WsStream, WsMessage>>,
+    writer: tokio::sync::Mutex<Writer>,
     requests: Arc<Requests>,
     /// Behind an async mutex so that reading events takes `&self`: one task may read events
     /// while others send requests.
@@ -54,54 +45,32 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// Dials `url` (`ws://` or `wss://`), sends `hello` and waits for the server's `hello`.
+    /// Dials `url` (`ws://`, `wss://` or `quic://`), sends `hello` and waits for the
+    /// server's `hello`.
     pub(crate) async fn open(url: &str, options: &ClientOptions) -> Result<Self, ClientError> {
-        let config = WebSocketConfig::default()
-            .max_message_size(Some(options.max_frame_bytes))
-            .max_frame_size(Some(options.max_frame_bytes));
-        // `None` for ws://, which ignores the connector anyway: only wss:// pays for the root
-        // store, and only wss:// fails on a bad extra root.
-        let connector = if tls::is_tls_url(url) {
-            Some(tls::connector(options)?)
-        } else {
-            None
-        };
-        let connect =
-            tokio_tungstenite::connect_async_tls_with_config(url, Some(config), true, connector);
-        let (mut socket, _response) = tokio::time::timeout(options.request_timeout, connect)
-            .await
-            .map_err(|_| ClientError::Timeout)?
-            .map_err(|source| ClientError::Connect {
-                url: url.to_owned(),
-                source: Box::new(source),
-            })?;
-
+        let (mut writer, mut reader) = transport::dial(url, options).await?;
         let hello = ClientFrame::Hello {
             version: crate::PROTOCOL_VERSION,
             client: Some(concat!("chatd-protocol/", env!("CARGO_PKG_VERSION")).to_owned()),
         };
-        socket
-            .send(to_ws_message(&hello)?)
-            .await
-            .map_err(|e| send_error(e, None))?;
+        writer.send(encode_client(&hello)).await?;
         let limits = tokio::time::timeout(
             options.request_timeout,
-            read_hello(&mut socket, options.max_frame_bytes),
+            read_hello(&mut reader, options.max_frame_bytes),
         )
         .await
         .map_err(|_| ClientError::Timeout)??;
 
-        let (writer, stream) = socket.split();
         let requests = Arc::new(Requests::default());
         let (events_tx, events_rx) = mpsc::channel(options.event_capacity.max(1));
         let stop = CancellationToken::new();
-        let reader = tokio::spawn(read_loop(ReadLoop {
-            stream,
+        let router = Router {
             requests: Arc::clone(&requests),
             events: events_tx,
             max_frame_bytes: options.max_frame_bytes,
             stop: stop.clone(),
-        }));
+        };
+        let reader = tokio::spawn(read_loop(reader, router));
         Ok(Self {
             writer: tokio::sync::Mutex::new(writer),
             requests,
@@ -155,12 +124,18 @@ impl Connection {
 
     /// Sends one frame that expects no reply.
     pub(crate) async fn send_frame(&self, frame: &ClientFrame) -> Result<(), ClientError> {
-        self.send_message(to_ws_message(frame)?).await
+        self.send_bytes(encode_client(frame)).await
     }
 
-    /// Sends arbitrary text as one WebSocket text message.
+    /// Sends arbitrary text as one frame.
     pub(crate) async fn send_text(&self, text: &str) -> Result<(), ClientError> {
-        self.send_message(WsMessage::text(text)).await
+        self.send_bytes(Bytes::copy_from_slice(text.as_bytes()))
+            .await
+    }
+
+    /// Moves a QUIC connection to a new local address.
+    pub(crate) async fn rebind(&self) -> Result<(), ClientError> {
+        self.writer.lock().await.rebind()
     }
 
     /// The next event, or `None` once the connection's last event ([`Event::Closed`]) was
@@ -171,20 +146,12 @@ impl Connection {
         self.events.lock().await.recv().await
     }
 
-    /// Starts the close handshake with a normal close code, waits briefly for the server to
-    /// finish it, then stops the reader.
+    /// Starts the close with a normal close code, waits briefly for it to complete (the
+    /// server's close reply on a WebSocket, the close reaching the server on QUIC), then stops
+    /// the reader.
     pub(crate) async fn close(self) {
-        let frame = CloseFrame {
-            code: WsCloseCode::Normal,
-            reason: Utf8Bytes::default(),
-        };
-        let sent = self
-            .writer
-            .lock()
-            .await
-            .send(WsMessage::Close(Some(frame)))
-            .await;
-        if sent.is_ok() {
+        let mut writer = self.writer.lock().await;
+        if writer.close().await {
             // The reader sees the server's close reply and ends; the remaining events are
             // discarded with the connection.
             let reader = &mut *self.events.lock().await;
@@ -196,6 +163,13 @@ impl Connection {
                 tracing::debug!("server did not finish the close handshake in time");
             }
         }
+        if tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, writer.closed())
+            .await
+            .is_err()
+        {
+            tracing::debug!("the close did not complete in time");
+        }
+        drop(writer);
         self.stop.cancel();
     }
 
@@ -203,15 +177,18 @@ impl Connection {
         rid_from_counter(self.next_rid.fetch_add(1, Ordering::Relaxed))
     }
 
-    async fn send_message(&self, message: WsMessage) -> Result<(), ClientError> {
+    async fn send_bytes(&self, frame: Bytes) -> Result<(), ClientError> {
         if let Some(code) = self.requests.closed() {
             return Err(ClientError::Closed(code));
         }
         let mut writer = self.writer.lock().await;
-        writer
-            .send(message)
-            .await
-            .map_err(|e| send_error(e, self.requests.closed()))
+        writer.send(frame).await.map_err(|error| {
+            // A write that failed because the connection ended reports how it ended.
+            match self.requests.closed() {
+                Some(code) => ClientError::Closed(code),
+                None => error,
+            }
+        })
     }
 }
 
@@ -306,8 +283,8 @@ impl Drop for Waiting<'_> {
     }
 }
 
-struct ReadLoop {
-    stream: SplitStream<WsStream>,
+/// Where the reader task sends what it reads.
+struct Router {
     requests: Arc<Requests>,
     events: mpsc::Sender<Event>,
     max_frame_bytes: usize,
@@ -316,35 +293,21 @@ struct ReadLoop {
 
 /// Reads until the socket ends or the connection is dropped; then fails the waiting requests
 /// and queues [`Event::Closed`].
-async fn read_loop(mut task: ReadLoop) {
-    let mut close_code = None;
-    loop {
-        let message = tokio::select! {
-            () = task.stop.cancelled() => break,
-            message = task.stream.next() => message,
+async fn read_loop(mut reader: Reader, task: Router) {
+    let close_code = loop {
+        let received = tokio::select! {
+            () = task.stop.cancelled() => break None,
+            received = reader.next() => received,
         };
-        match message {
-            Some(Ok(WsMessage::Text(text))) => {
-                if !task.handle_text(text.as_bytes()).await {
-                    break;
+        match received {
+            Received::Frame(bytes) => {
+                if !task.handle_frame(&bytes).await {
+                    break None;
                 }
             }
-            Some(Ok(WsMessage::Close(frame))) => {
-                // Keep reading: the next read sends tungstenite's close reply and then ends
-                // the stream, which completes the close handshake.
-                close_code = frame.and_then(|f| CloseCode::from_number(u16::from(f.code)));
-            }
-            Some(Ok(WsMessage::Binary(_))) => {
-                tracing::debug!("ignoring a binary message; chatd frames are text");
-            }
-            Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_) | WsMessage::Frame(_))) => {}
-            Some(Err(error)) => {
-                tracing::debug!(%error, "websocket read failed");
-                break;
-            }
-            None => break,
+            Received::Closed(code) => break code,
         }
-    }
+    };
     task.requests.close(close_code);
     tokio::select! {
         () = task.stop.cancelled() => {}
@@ -352,9 +315,9 @@ async fn read_loop(mut task: ReadLoop) {
     }
 }
 
-impl ReadLoop {
-    /// Routes one text message; `false` when the connection was dropped meanwhile.
-    async fn handle_text(&self, bytes: &[u8]) -> bool {
+impl Router {
+    /// Routes one frame; `false` when the connection was dropped meanwhile.
+    async fn handle_frame(&self, bytes: &[u8]) -> bool {
         let frame = match decode_server(bytes, self.max_frame_bytes) {
             Ok(frame) => frame,
             Err(error) => {
@@ -403,45 +366,36 @@ fn reply_rid(frame: &ServerFrame) -> Option<&RequestId> {
 }
 
 /// Reads the server's answer to `hello`.
-async fn read_hello(socket: &mut WsStream, max_frame_bytes: usize) -> Result<Limits, ClientError> {
-    let mut close_code = None;
-    while let Some(message) = socket.next().await {
-        let text = match message {
-            Ok(WsMessage::Text(text)) => text,
-            Ok(WsMessage::Close(frame)) => {
-                close_code = frame.and_then(|f| CloseCode::from_number(u16::from(f.code)));
-                continue;
-            }
-            Ok(_) => continue,
-            Err(_) => break,
-        };
-        let frame = decode_server(text.as_bytes(), max_frame_bytes)
-            .map_err(|e| ClientError::Protocol(format!("answer to hello: {e}")))?;
-        return match frame {
-            ServerFrame::Hello {
-                version, limits, ..
-            } if version == crate::PROTOCOL_VERSION => Ok(limits),
-            ServerFrame::Hello { version, .. } => Err(ClientError::Protocol(format!(
-                "server speaks protocol version {version}, this client {}",
-                crate::PROTOCOL_VERSION
-            ))),
-            ServerFrame::Error {
-                code,
-                message,
-                retry_after_ms,
-                ..
-            } => Err(ClientError::Server {
-                code,
-                message,
-                retry_after: retry_after_ms.map(Duration::from_millis),
-            }),
-            other => Err(ClientError::Protocol(format!(
-                "expected hello, got {}",
-                frame_kind(&other)
-            ))),
-        };
+async fn read_hello(reader: &mut Reader, max_frame_bytes: usize) -> Result<Limits, ClientError> {
+    let bytes = match reader.next().await {
+        Received::Frame(bytes) => bytes,
+        Received::Closed(code) => return Err(ClientError::Closed(code)),
+    };
+    let frame = decode_server(&bytes, max_frame_bytes)
+        .map_err(|e| ClientError::Protocol(format!("answer to hello: {e}")))?;
+    match frame {
+        ServerFrame::Hello {
+            version, limits, ..
+        } if version == crate::PROTOCOL_VERSION => Ok(limits),
+        ServerFrame::Hello { version, .. } => Err(ClientError::Protocol(format!(
+            "server speaks protocol version {version}, this client {}",
+            crate::PROTOCOL_VERSION
+        ))),
+        ServerFrame::Error {
+            code,
+            message,
+            retry_after_ms,
+            ..
+        } => Err(ClientError::Server {
+            code,
+            message,
+            retry_after: retry_after_ms.map(Duration::from_millis),
+        }),
+        other => Err(ClientError::Protocol(format!(
+            "expected hello, got {}",
+            frame_kind(&other)
+        ))),
     }
-    Err(ClientError::Closed(close_code))
 }
 
 /// The `type` name of a server frame, for error messages.
@@ -460,19 +414,5 @@ pub(crate) fn frame_kind(frame: &ServerFrame) -> &'static str {
         ServerFrame::Pong { .. } => "pong",
         ServerFrame::Error { .. } => "error",
         ServerFrame::GoingAway { .. } => "going_away",
-    }
-}
-
-fn to_ws_message(frame: &ClientFrame) -> Result<WsMessage, ClientError> {
-    let text = Utf8Bytes::try_from(encode_client(frame))
-        .map_err(|e| ClientError::Protocol(format!("encoded frame is not UTF-8: {e}")))?;
-    Ok(WsMessage::Text(text))
-}
-
-fn send_error(error: WsError, closed: Option<Option<CloseCode>>) -> ClientError {
-    match (error, closed) {
-        (_, Some(code)) => ClientError::Closed(code),
-        (WsError::ConnectionClosed | WsError::AlreadyClosed, None) => ClientError::Closed(None),
-        (error, None) => ClientError::Send(Box::new(error)),
     }
 }

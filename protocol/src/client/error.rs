@@ -10,15 +10,15 @@ use crate::error_code::{CloseCode, ErrorCode};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
-    /// The WebSocket connection could not be opened (bad URL, refused, TLS or WebSocket
-    /// handshake failed, e.g. a `wss://` server whose certificate is not trusted).
+    /// The connection could not be opened (bad URL, refused, unreachable, TLS, WebSocket or
+    /// QUIC handshake failed, e.g. a server whose certificate is not trusted).
     #[error("cannot connect to {url}")]
     Connect {
         /// The URL that was dialled.
         url: String,
-        /// What the WebSocket library said.
+        /// What the WebSocket or QUIC library said.
         #[source]
-        source: Box<tokio_tungstenite::tungstenite::Error>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The connection is closed; the code is the server's close code when it sent one.
     /// Reconnect (and resume) to go on.
@@ -46,9 +46,9 @@ pub enum ClientError {
     /// The server broke the protocol (an unexpected or undecodable reply).
     #[error("protocol violation: {0}")]
     Protocol(String),
-    /// Writing to the socket failed; the connection is unusable.
+    /// Writing to the connection failed; it is unusable.
     #[error("cannot send on the connection")]
-    Send(#[source] Box<tokio_tungstenite::tungstenite::Error>),
+    Send(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The admin socket could not be opened. The source's `kind()` says why: `NotFound` (no
     /// daemon there), `ConnectionRefused` (a stale socket file), `PermissionDenied` (not in
     /// the socket's group).
@@ -84,7 +84,16 @@ pub enum ClientError {
     /// The client half of an OPAQUE registration failed.
     #[error("registration failed: {0}")]
     Registration(String),
-    /// The TLS settings for a `wss://` connection cannot be used, e.g. an entry of
+    /// The call needs another transport (e.g. [`Client::rebind`](super::Client::rebind) on a
+    /// WebSocket connection).
+    #[error("unsupported on this connection: {0}")]
+    Unsupported(String),
+    /// The server-trust settings cannot be used: a [`CertificatePin`](super::options::CertificatePin)
+    /// that is not 64 hex digits, or [`ServerTrust::SystemRoots`](super::options::ServerTrust)
+    /// on a system whose trust store has no usable certificate.
+    #[error("unusable server trust setting: {0}")]
+    Trust(String),
+    /// The TLS settings for a `wss://` or `quic://` connection cannot be used, e.g. an entry of
     /// [`ClientOptions::extra_root_certificates`](super::ClientOptions) that is not a
     /// certificate.
     #[error("TLS setup failed: {what}")]
@@ -115,6 +124,8 @@ impl ClientError {
             | Self::AdminDecode(_)
             | Self::Password(_)
             | Self::Registration(_)
+            | Self::Unsupported(_)
+            | Self::Trust(_)
             | Self::Tls { .. } => false,
         }
     }
@@ -135,6 +146,8 @@ impl ClientError {
             | Self::AdminDecode(_)
             | Self::Password(_)
             | Self::Registration(_)
+            | Self::Unsupported(_)
+            | Self::Trust(_)
             | Self::Tls { .. } => None,
         }
     }

@@ -1,7 +1,10 @@
-//! Async WebSocket client (feature `client`): connect over `ws://` or `wss://`, log in with
-//! OPAQUE or resume, join rooms, send, page history, and reconnect without losing or
-//! repeating a message. For `wss://` the server's certificate must chain to a webpki root
-//! (Mozilla's CA list) or to one of [`ClientOptions::extra_root_certificates`].
+//! Async client (feature `client`): connect over WebSocket (`ws://`, `wss://`) or QUIC
+//! (`quic://`) with the same API, log in with OPAQUE or resume, join rooms, send, page
+//! history, and reconnect (to either transport) without losing or repeating a message. Which
+//! server certificates are trusted, for `wss://` and `quic://` alike, is
+//! [`ClientOptions::trust`]: the webpki roots (Mozilla's CA list) plus
+//! [`ClientOptions::extra_root_certificates`] by default, the system's roots, or one
+//! certificate pinned by its SHA-256 (a server's self-signed QUIC certificate).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), chatd_protocol::client::ClientError> {
@@ -26,10 +29,12 @@
 //!
 //! # Layout
 //! - this file: [`Client`], the public calls.
-//! - `connection`: one socket: `hello`, the writer, request-id routing, the reader task.
+//! - `connection`: one connection: `hello`, the writer, request-id routing, the reader task.
+//! - `transport`: the writer and reader of either transport; `websocket` and `quic` are
+//!   the two.
 //! - `last_seen`: per-room last seen sequence numbers and joined rooms (dedupe, resume).
 //! - `login`: the client half of the OPAQUE login.
-//! - `tls`: which server certificates a `wss://` connection trusts.
+//! - `tls`: which server certificates a connection trusts.
 //! - [`event`], [`reply`], [`options`], [`error`]: the public types.
 //! - [`admin`]: [`AdminClient`](admin::AdminClient), the admin-socket connection with the
 //!   client half of OPAQUE registration (used by chatctl, the tests and the benchmarks).
@@ -45,14 +50,17 @@ pub mod event;
 mod last_seen;
 mod login;
 pub mod options;
+mod quic;
 pub mod reply;
 #[cfg(test)]
 mod tests;
 mod tls;
+mod transport;
+mod websocket;
 
 pub use error::ClientError;
 pub use event::Event;
-pub use options::{ClientOptions, DEFAULT_CLIENT_MAX_FRAME_BYTES};
+pub use options::{CertificatePin, ClientOptions, DEFAULT_CLIENT_MAX_FRAME_BYTES, ServerTrust};
 pub use reply::{Acked, HistoryPage, Joined, Welcome};
 /// DER certificate, as [`ClientOptions::extra_root_certificates`] takes them (re-exported
 /// from rustls so callers need not depend on it).
@@ -75,11 +83,12 @@ pub struct Client {
 }
 
 impl Client {
-    /// Opens a WebSocket connection to `url` (`ws://host:port` or `wss://host:port`) and
-    /// exchanges `hello`.
+    /// Opens a connection to `url` and exchanges `hello`: `ws://host:port` or
+    /// `wss://host:port` for WebSocket, `quic://host:port` for QUIC.
     ///
     /// # Errors
-    /// [`ClientError::Connect`] when the socket or the WebSocket handshake fails;
+    /// [`ClientError::Connect`] when the URL has another scheme, or the socket, the TLS, the
+    /// WebSocket or the QUIC handshake fails;
     /// [`ClientError::Server`] or [`ClientError::Protocol`] when the server refuses or
     /// garbles the `hello`; [`ClientError::Timeout`].
     pub async fn connect(url: &str, options: ClientOptions) -> Result<Self, ClientError> {
@@ -353,7 +362,8 @@ impl Client {
         self.seen().last_seen().clone()
     }
 
-    /// Replaces the connection with a new one to `url`, resumes with the latest resume token
+    /// Replaces the connection with a new one to `url` (either transport: a client may move
+    /// from QUIC to WebSocket and back), resumes with the latest resume token
     /// and re-joins every joined room with `since` = its last seen sequence number. Events
     /// go on without a gap or a duplicate: events not yet read from the old connection are
     /// discarded and replayed by the server.
@@ -389,7 +399,18 @@ impl Client {
         Ok(joined)
     }
 
-    /// Sends arbitrary text as one WebSocket text message (for testing the server).
+    /// Moves a QUIC connection to a new local UDP socket, hence a new address, as a phone
+    /// does when it goes from Wi-Fi to cellular; the session goes on (QUIC connection
+    /// migration). Mobile apps call it when the OS reports a network change.
+    ///
+    /// # Errors
+    /// [`ClientError::Unsupported`] on a WebSocket connection; [`ClientError::Send`] when no
+    /// new socket can be bound.
+    pub async fn rebind(&self) -> Result<(), ClientError> {
+        self.connection.rebind().await
+    }
+
+    /// Sends arbitrary text as one frame (for testing the server).
     ///
     /// # Errors
     /// [`ClientError::Closed`] or [`ClientError::Send`] when the socket is gone.

@@ -1,10 +1,9 @@
 //! Two users chat: login, join, messages, acks, presence, direct messages, private rooms,
 //! idempotent resends.
 
-use protocol::client::Event;
 use protocol::{ErrorCode, PresenceState, Seq};
 
-use crate::support::{cmid, event, login, messages, room, user};
+use crate::support::{cmid, login, messages, presence, room, user};
 use chatd_tests::TestDaemon;
 
 #[tokio::test]
@@ -23,15 +22,7 @@ async fn two_users_chat_in_a_room_and_see_each_other() {
     let bob = login(daemon.url(), "bob", "bob-pw").await;
     let joined = bob.join(&lobby, None).await.unwrap();
     assert_eq!(joined.online, vec![user("alice"), user("bob")]);
-    event(&alice, "bob joined", |e| match e {
-        Event::Presence {
-            user: u,
-            state: PresenceState::Joined,
-            ..
-        } if *u == user("bob") => Some(()),
-        _ => None,
-    })
-    .await;
+    presence(&alice, "bob", PresenceState::Joined).await;
 
     let ack = alice.send(&lobby, &cmid("a1"), "hello bob").await.unwrap();
     assert_eq!(ack.seq, Seq(1));
@@ -49,15 +40,7 @@ async fn two_users_chat_in_a_room_and_see_each_other() {
     );
 
     bob.close().await;
-    event(&alice, "bob offline", |e| match e {
-        Event::Presence {
-            user: u,
-            state: PresenceState::Offline,
-            ..
-        } if *u == user("bob") => Some(()),
-        _ => None,
-    })
-    .await;
+    presence(&alice, "bob", PresenceState::Offline).await;
 }
 
 #[tokio::test]

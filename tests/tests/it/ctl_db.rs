@@ -131,7 +131,7 @@ async fn migrate_then_start(config_file: &Path, name: &str) {
 fn write_config(dir: &Path, store_keys: &str) -> std::path::PathBuf {
     let path = dir.join(format!("chatd-{}.toml", store_keys.len()));
     let text = format!(
-        "data_dir = {:?}\n\n[listen]\nwebsocket = \"127.0.0.1:0\"\n\n[store]\nrun_migrations = \
+        "data_dir = {:?}\n\n[listen]\nwebsocket = \"127.0.0.1:0\"\nquic = \"127.0.0.1:0\"\n\n[store]\nrun_migrations = \
          false\n{store_keys}",
         dir.to_str().unwrap()
     );

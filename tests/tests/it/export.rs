@@ -471,7 +471,14 @@ async fn measure_export(dir: &Path, args: &[&str]) -> ExportRun {
     let mut daemon = tokio::process::Command::new(binary("chatd"))
         .arg("--data-dir")
         .arg(dir)
-        .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--quic",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+        ])
         .env_remove("CHATD_CONFIG")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

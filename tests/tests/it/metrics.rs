@@ -164,7 +164,10 @@ async fn status_reports_connections_and_health(daemon: &TestDaemon, metrics_addr
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         status["connections"],
-        serde_json::json!([{"transport": "websocket", "connections": 3}])
+        serde_json::json!([
+            {"transport": "websocket", "connections": 3},
+            {"transport": "quic", "connections": 0}
+        ])
     );
     assert_eq!(status["sessions"], 3);
     assert_eq!(status["store_health"], "ok");
@@ -182,7 +185,10 @@ async fn status_reports_connections_and_health(daemon: &TestDaemon, metrics_addr
     );
     let (code, human, err) = daemon.chatctl(&["status"], "").await;
     assert_eq!(code, 0, "{err}");
-    assert!(human.contains("connections  3 websocket\n"), "{human}");
+    assert!(
+        human.contains("connections  3 websocket, 0 quic\n"),
+        "{human}"
+    );
     assert!(human.contains("store        sqlite (ok)\n"), "{human}");
     assert!(human.contains("draining     no\n"), "{human}");
 }

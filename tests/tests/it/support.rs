@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use chatd_tests::wait::within;
 use protocol::client::{Client, ClientOptions, Event};
-use protocol::{ClientMsgId, Message, RoomId, UserId};
+use protocol::{ClientMsgId, Message, PresenceState, RoomId, UserId};
 
 /// Generous: the machine running the tests is shared, and a deadline only bounds a hang.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(60);
@@ -78,4 +78,16 @@ pub(crate) async fn event<T>(
         }
     })
     .await
+}
+
+/// Reads events until `name` is reported `state` in some room.
+pub(crate) async fn presence(client: &Client, name: &str, state: PresenceState) {
+    let who = user(name);
+    event(client, &format!("{name} {state:?}"), |e| match e {
+        Event::Presence {
+            user: u, state: s, ..
+        } if *u == who && *s == state => Some(()),
+        _ => None,
+    })
+    .await;
 }
