@@ -7,6 +7,9 @@
 //!     --url ws://127.0.0.1:7878 --user alice --room lobby
 //! ```
 //!
+//! Over QUIC, trusting the server's self-signed certificate by the fingerprint chatd prints at
+//! start: `--url quic://127.0.0.1:7879 --pin 439faf26...`.
+//!
 //! The password is read from `CHAT_PASSWORD` or prompted without echo. Commands:
 //! `/join ROOM` (switch rooms), `/dm USER TEXT` (direct message), `/quit`.
 
@@ -14,7 +17,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use chatd_protocol::client::{Client, ClientOptions, Event};
+use chatd_protocol::client::{CertificatePin, Client, ClientOptions, Event, ServerTrust};
 use chatd_protocol::{ClientMsgId, Message, RoomId, UserId};
 use clap::Parser;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -22,9 +25,13 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 /// Chat in a chatd room from the terminal.
 #[derive(Parser)]
 struct Args {
-    /// The server's WebSocket URL.
+    /// The server's URL: `ws://` or `wss://` (WebSocket), `quic://` (QUIC).
     #[arg(long, default_value = "ws://127.0.0.1:7878")]
     url: String,
+    /// Trust only the server certificate with this SHA-256 (hex, as chatd prints it): for
+    /// a server's self-signed QUIC certificate.
+    #[arg(long)]
+    pin: Option<CertificatePin>,
     /// Your user name.
     #[arg(long)]
     user: UserId,
@@ -62,7 +69,13 @@ enum Input {
 }
 
 async fn run(args: Args, password: &str) -> anyhow::Result<()> {
-    let mut client = Client::connect(&args.url, ClientOptions::default()).await?;
+    let options = ClientOptions {
+        trust: args
+            .pin
+            .map_or(ServerTrust::WebpkiRoots, ServerTrust::Pinned),
+        ..ClientOptions::default()
+    };
+    let mut client = Client::connect(&args.url, options).await?;
     client
         .login(&args.user, password)
         .await
