@@ -66,6 +66,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// QUIC connection tuning.
     pub quic: QuicConfig,
+    /// How events reach the other nodes.
+    pub broker: BrokerConfig,
 }
 
 impl Config {
@@ -139,6 +141,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             tls: TlsConfig::default(),
             quic: QuicConfig::default(),
+            broker: BrokerConfig::default(),
         }
     }
 }
@@ -354,6 +357,17 @@ pub struct TlsConfig {
     /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1). Relative paths
     /// are resolved against `data_dir`. Default empty (no TLS). Reloadable, like `cert_file`.
     pub key_file: PathBuf,
+}
+
+/// The cross-node broker. Empty (the default): one node, events stay in the process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerConfig {
+    /// Redis URL (`redis://[:PASSWORD@]HOST:PORT[/DB]` or `redis+unix:///PATH`) through which
+    /// several chatd nodes on one PostgreSQL database fan events out to each other. Empty
+    /// (the default) keeps events in this process. May hold a password: never logged. Not
+    /// reloadable.
+    pub url: Secret<String>,
 }
 
 /// QUIC connection tuning. The defaults suit phones: see docs/configuration.md for why.

@@ -451,7 +451,7 @@ mod tests {
         let path = toml.path().display().to_string();
         assert_eq!(details.len(), 3, "{details:#?}");
         assert!(details.contains(&format!(
-            "key `colour` in {path}: unknown key; keys allowed at the top level: auth, data_dir, \
+            "key `colour` in {path}: unknown key; keys allowed at the top level: auth, broker, data_dir, \
              limits, listen, log_level, quic, retention, shutdown, store, tls"
         )));
         assert!(details.iter().any(|d| d.starts_with(&format!(

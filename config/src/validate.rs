@@ -60,6 +60,52 @@ pub(crate) fn check(config: &Config) -> Result<(), Violation> {
     check_auth(config)?;
     check_retention(config)?;
     check_quic(config)?;
+    check_broker(config)?;
+    Ok(())
+}
+
+/// Redis URL schemes the broker accepts.
+const BROKER_SCHEMES: &[&str] = &["redis", "redis+unix", "unix"];
+
+/// A broker URL must be a Redis URL; like the store URL it may carry a password, so only its
+/// scheme is ever echoed. Several nodes only make sense on one shared PostgreSQL database.
+fn check_broker(config: &Config) -> Result<(), Violation> {
+    if !config.broker.url.is_set() {
+        return Ok(());
+    }
+    let url = config.broker.url.expose();
+    let scheme = url
+        .split_once("://")
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme {
+        Some(scheme) if BROKER_SCHEMES.contains(&scheme.as_str()) => {}
+        Some(scheme) => {
+            return Err(Violation::new(
+                "broker.url",
+                format!(
+                    "has scheme `{scheme}`, which chatd does not support; use \
+                     redis://HOST:PORT or redis+unix:///PATH, or leave it empty for one node"
+                ),
+            ));
+        }
+        None => {
+            return Err(Violation::new(
+                "broker.url",
+                "is not a URL (it has no `scheme://`); use redis://HOST:PORT or \
+                 redis+unix:///PATH, or leave it empty for one node"
+                    .to_owned(),
+            ));
+        }
+    }
+    if !config.store.url.is_set() || config.store.url.expose().starts_with("sqlite") {
+        return Err(Violation::new(
+            "broker.url",
+            "is set, but the store is SQLite, which only one node can use; several nodes \
+             share one PostgreSQL database: set store.url = \"postgres://...\""
+                .to_owned(),
+        )
+        .related(&["store.url"]));
+    }
     Ok(())
 }
 
@@ -541,6 +587,22 @@ mod tests {
         assert_eq!(failure(&config).0, "quic.idle_timeout_secs");
         config.quic.idle_timeout_secs = MAX_QUIC_IDLE_SECS + 1;
         assert_eq!(failure(&config).0, "quic.idle_timeout_secs");
+    }
+
+    #[test]
+    fn the_broker_takes_a_redis_url_and_postgres() {
+        let mut config = base();
+        config.broker.url = Secret::new("http://redis:6379".to_owned());
+        let (key, message) = failure(&config);
+        assert_eq!(key, "broker.url");
+        assert!(message.contains("scheme `http`"), "{message}");
+        config.broker.url = Secret::new("redis://:hunter2@127.0.0.1:6379/".to_owned());
+        let (key, message) = failure(&config);
+        assert_eq!(key, "broker.url");
+        assert!(message.contains("PostgreSQL"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        config.store.url = Secret::new("postgres://chatd@db/chatd".to_owned());
+        config.validate().unwrap();
     }
 
     #[test]

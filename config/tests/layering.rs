@@ -155,12 +155,12 @@ fn unknown_env_var_names_the_variable_and_suggests_the_right_one() {
             details,
             [
                 "key `colour` from env var CHATD_COLOUR: unknown key; keys allowed at the top \
-                 level: auth, data_dir, limits, listen, log_level, quic, retention, shutdown, \
-                 store, tls",
+                 level: auth, broker, data_dir, limits, listen, log_level, quic, retention, \
+                 shutdown, store, tls",
                 "key `listen_websocket` from env var CHATD_LISTEN_WEBSOCKET: unknown key; did \
                  you mean CHATD_LISTEN__WEBSOCKET? (`__` separates a section from its key); keys \
-                 allowed at the top level: auth, data_dir, limits, listen, log_level, quic, \
-                 retention, shutdown, store, tls",
+                 allowed at the top level: auth, broker, data_dir, limits, listen, log_level, \
+                 quic, retention, shutdown, store, tls",
             ]
         );
     });

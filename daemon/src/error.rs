@@ -28,6 +28,9 @@ pub enum Error {
     /// then keeps the certificate in use).
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The Redis broker could not be set up.
+    #[error("cannot set up the broker: {0}")]
+    Broker(#[from] crate::broker::redis::RedisSetupError),
     /// The QUIC endpoint could not be configured.
     #[error("cannot set up QUIC: {0}")]
     Quic(#[from] crate::transport::quic::QuicSetupError),

@@ -100,6 +100,8 @@ pub async fn check(node: &Node) -> Readiness {
 pub fn broker_state(broker: &Broker) -> BrokerState {
     match broker {
         Broker::Local(_) => BrokerState::Ok,
+        Broker::Redis(redis) if redis.is_up() => BrokerState::Ok,
+        Broker::Redis(_) => BrokerState::Degraded,
     }
 }
 

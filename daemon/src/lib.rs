@@ -141,9 +141,10 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Daemo
     let auth = Auth::new(store.clone(), auth_settings(config)).await?;
 
     let hub = Arc::new(Hub::new());
-    let broker = Broker::local(Arc::clone(&hub));
-    // The writer outlives the sessions: they need it to commit and ack during the drain.
+    // The writer and the broker outlive the sessions: they commit, ack and publish during
+    // the drain.
     let back = Tasks::new(&CancellationToken::new());
+    let broker = start_broker(config, &hub, &store, &back)?;
     let publisher = broker.clone();
     let writer = spawn_writer(
         store.clone(),
@@ -320,6 +321,25 @@ async fn bind_tcp(name: &str, address: SocketAddr) -> Result<(TcpListener, Socke
         source,
     })?;
     Ok((listener, bound))
+}
+
+/// The in-process broker, or the Redis one when `broker.url` is set.
+fn start_broker(
+    config: &Config,
+    hub: &Arc<Hub>,
+    store: &Store,
+    tasks: &Tasks,
+) -> Result<Broker, Error> {
+    if !config.broker.url.is_set() {
+        return Ok(Broker::local(Arc::clone(hub)));
+    }
+    let redis = broker::RedisBroker::start(
+        config.broker.url.expose(),
+        Arc::clone(hub),
+        store.clone(),
+        tasks,
+    )?;
+    Ok(Broker::Redis(redis))
 }
 
 /// What `chatctl status` lists as the node's listeners.

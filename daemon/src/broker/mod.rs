@@ -1,16 +1,23 @@
 //! The broker carries events between the sessions of all nodes. On one node it is a direct
-//! call into the [`Hub`]; a cross-node broker publishes to the other nodes as well and hands
-//! what they publish to the local hub. The broker is never the source of truth: the store is,
+//! call into the [`Hub`]; the Redis broker ([`redis`]) publishes to the other nodes as well
+//! and hands what they publish to the local hub. The broker is never the source of truth: the store is,
 //! and a session fills any gap it sees in a room's sequence from the store.
+
+pub mod presence;
+pub mod redis;
 
 use std::sync::Arc;
 
 use protocol::{CloseCode, Message, PresenceState, RoomId, UserId};
+use serde::{Deserialize, Serialize};
 
 use crate::hub::Hub;
+pub use redis::RedisBroker;
 
-/// Something that happened, to be delivered to every interested session on every node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Something that happened, to be delivered to every interested session on every node. It is
+/// also what the Redis broker sends between nodes, as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     /// A message was committed.
     Message(Message),
@@ -35,6 +42,7 @@ pub enum Event {
         /// The user.
         user: UserId,
         /// The close code to send.
+        #[serde(with = "close_code_number")]
         code: CloseCode,
     },
 }
@@ -44,6 +52,8 @@ pub enum Event {
 pub enum Broker {
     /// In-process: one node.
     Local(LocalBroker),
+    /// Redis pub/sub: several nodes.
+    Redis(RedisBroker),
 }
 
 impl Broker {
@@ -59,6 +69,50 @@ impl Broker {
             Self::Local(local) => {
                 local.hub.dispatch(event);
             }
+            Self::Redis(redis) => redis.publish(event),
+        }
+    }
+
+    /// Makes sure this node hears the events other nodes publish in `room` before a session
+    /// reads the store for it (a no-op on one node).
+    pub async fn watch_room(&self, room: &RoomId) {
+        if let Self::Redis(redis) = self {
+            redis.watch_room(room).await;
+        }
+    }
+
+    /// Users present in `room`: this node's `local` ones and, with several nodes, those of
+    /// the other live nodes.
+    pub async fn online(&self, room: &RoomId, local: Vec<UserId>) -> Vec<UserId> {
+        match self {
+            Self::Local(_) => local,
+            Self::Redis(redis) => redis.presence().online(room, local).await,
+        }
+    }
+
+    /// The user's first session on this node entered `room`; returns whether the room should
+    /// hear of it (not when the user is already there on another node).
+    pub async fn arrived(&self, room: &RoomId, user: &UserId) -> bool {
+        match self {
+            Self::Local(_) => true,
+            Self::Redis(redis) => redis.presence().arrive(room, user).await,
+        }
+    }
+
+    /// The user's last session on this node left `room`; returns whether the room should hear
+    /// of it (not when the user is still there on another node).
+    pub async fn departed(&self, room: &RoomId, user: &UserId) -> bool {
+        match self {
+            Self::Local(_) => true,
+            Self::Redis(redis) => redis.presence().depart(room, user).await,
+        }
+    }
+
+    /// A session left a room or went away: a cross-node broker drops the rooms no local
+    /// session is in any more.
+    pub fn room_left(&self) {
+        if let Self::Redis(redis) = self {
+            redis.room_left();
         }
     }
 }
@@ -67,4 +121,25 @@ impl Broker {
 #[derive(Debug, Clone)]
 pub struct LocalBroker {
     hub: Arc<Hub>,
+}
+
+/// A close code as its number on the wire between nodes.
+mod close_code_number {
+    use protocol::CloseCode;
+    use serde::{Deserialize as _, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        code: &CloseCode,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u16(code.number())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<CloseCode, D::Error> {
+        let number = u16::deserialize(deserializer)?;
+        CloseCode::from_number(number)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown close code {number}")))
+    }
 }

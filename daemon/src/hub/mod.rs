@@ -278,6 +278,17 @@ impl Hub {
         true
     }
 
+    /// The shared rooms (not direct conversations) at least one local session is in: what a
+    /// cross-node broker must hear about.
+    pub fn room_ids(&self) -> Vec<RoomId> {
+        self.lock()
+            .rooms
+            .iter()
+            .filter(|(room, entry)| !entry.sessions.is_empty() && !room.is_direct())
+            .map(|(room, _)| room.clone())
+            .collect()
+    }
+
     /// Delivers an event to the local sessions it concerns. Never waits.
     pub fn dispatch(&self, event: &Event) {
         let dispatched = Instant::now();

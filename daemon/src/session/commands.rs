@@ -36,7 +36,7 @@ impl<T: Transport> Driver<T> {
                 (rid, result)
             }
             Command::Leave { rid, room } => {
-                self.leave(&room);
+                self.leave(&room).await;
                 return self.reply(&ServerFrame::Left { rid, room }).await;
             }
             Command::Send {
@@ -203,6 +203,9 @@ impl<T: Transport> Driver<T> {
         let record = self.check_access(&room).await?;
         let user = self.user()?;
         let outcome = self.node.hub.join(self.id, &room);
+        // Hear the other nodes' events before reading the store, as the hub does locally.
+        self.node.broker.watch_room(&room).await;
+        let online = self.node.broker.online(&room, outcome.online).await;
         if let Some(since) = since {
             // A client cannot have seen past the head; clamping keeps a confused client from
             // skipping messages written after a restore.
@@ -211,7 +214,7 @@ impl<T: Transport> Driver<T> {
             self.reply(&ServerFrame::Joined {
                 rid,
                 room: room.clone(),
-                online: outcome.online,
+                online: online.clone(),
                 messages: Vec::new(),
                 last_seq: record.last_seq,
             })
@@ -240,13 +243,13 @@ impl<T: Transport> Driver<T> {
             self.reply(&ServerFrame::Joined {
                 rid,
                 room: room.clone(),
-                online: outcome.online,
+                online,
                 messages: page.messages,
                 last_seq: delivered,
             })
             .await?;
         }
-        if outcome.user_arrived {
+        if outcome.user_arrived && self.node.broker.arrived(&room, &user).await {
             self.node.broker.publish(&Event::Presence {
                 room,
                 user,
@@ -256,11 +259,13 @@ impl<T: Transport> Driver<T> {
         Ok(())
     }
 
-    fn leave(&mut self, room: &RoomId) {
+    async fn leave(&mut self, room: &RoomId) {
         self.state.handle_left(room);
         self.transport.room_left(room);
+        self.node.broker.room_left();
         if self.node.hub.leave(self.id, room)
             && let Some(user) = self.state.user().cloned()
+            && self.node.broker.departed(room, &user).await
         {
             self.node.broker.publish(&Event::Presence {
                 room: room.clone(),

@@ -183,7 +183,7 @@ impl<T: Transport> Driver<T> {
         if self.pending_login.take().is_some() {
             metrics::login(metrics::LoginOutcome::Abandoned);
         }
-        self.unregister();
+        self.unregister().await;
     }
 
     /// One frame from the client.
@@ -371,8 +371,9 @@ impl<T: Transport> Driver<T> {
         Flow::Close(CloseCode::GoingAway)
     }
 
-    /// Leaves the hub and tells rooms the user went offline.
-    fn unregister(&mut self) {
+    /// Leaves the hub and tells rooms the user went offline (unless the user is still there
+    /// on another node).
+    async fn unregister(&mut self) {
         if !self.registered {
             return;
         }
@@ -381,12 +382,16 @@ impl<T: Transport> Driver<T> {
         let Some(user) = self.state.user().cloned() else {
             return;
         };
-        for room in self.node.hub.unregister(self.id) {
-            self.node.broker.publish(&Event::Presence {
-                room,
-                user: user.clone(),
-                state: protocol::PresenceState::Offline,
-            });
+        let rooms = self.node.hub.unregister(self.id);
+        self.node.broker.room_left();
+        for room in rooms {
+            if self.node.broker.departed(&room, &user).await {
+                self.node.broker.publish(&Event::Presence {
+                    room,
+                    user: user.clone(),
+                    state: protocol::PresenceState::Offline,
+                });
+            }
         }
     }
 }

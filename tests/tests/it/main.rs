@@ -6,11 +6,13 @@
 )]
 
 mod chat;
+mod cluster;
 mod ctl;
 mod ctl_db;
 mod daemon_postgres;
 mod export;
 mod fault;
+mod harness_redis;
 mod history;
 mod interop;
 mod login;
