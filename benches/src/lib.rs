@@ -13,10 +13,13 @@
 //! - [`histogram`]: latency histograms (HDR) and their summaries.
 //! - [`process`]: CPU time and peak RSS from `/proc`.
 //! - [`report`]: one run as JSON and as a markdown table row.
+//! - [`loss`]: the `lossbench` binary's runs: WebSocket against QUIC on a link that drops
+//!   packets (the real chatd in a network namespace), delivery latency and reconnect time.
 
 pub mod correctness;
 pub mod durable;
 pub mod histogram;
+pub mod loss;
 pub mod process;
 pub mod report;
 pub mod target;
