@@ -43,6 +43,9 @@ url = "$url"
 sends_per_sec = 1000000
 send_burst = 1000000
 outbox_capacity = 65536
+# every client connects from 127.0.0.1
+max_connections_per_address = 4294967295
+max_pending_handshakes = 4294967295
 max_rooms_per_session = 128
 TOML
     "$bin/chatd" --config "$work/$store/chatd.toml" >"$work/$store/stdout" 2>"$work/$store/stderr" &

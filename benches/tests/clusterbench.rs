@@ -6,7 +6,16 @@ use std::process::Command;
 #[test]
 fn clusterbench_reports_same_node_and_cross_node_delivery() {
     let output = Command::new(env!("CARGO_BIN_EXE_clusterbench"))
-        .args(["--rate", "50", "--secs", "1", "--senders", "1", "--burst", "100"])
+        .args([
+            "--rate",
+            "50",
+            "--secs",
+            "1",
+            "--senders",
+            "1",
+            "--burst",
+            "100",
+        ])
         .output()
         .expect("clusterbench runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -26,6 +35,9 @@ fn clusterbench_reports_same_node_and_cross_node_delivery() {
     for name in ["same node", "other node (Redis)"] {
         let line = row(name);
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        assert_eq!(cells[2], "50", "every paced message reached the {name} receiver");
+        assert_eq!(
+            cells[2], "50",
+            "every paced message reached the {name} receiver"
+        );
     }
 }

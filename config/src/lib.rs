@@ -229,7 +229,7 @@ impl Default for StoreConfig {
     }
 }
 
-/// Limits enforced on every session.
+/// Limits enforced on every session, and on connections before they become sessions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -254,6 +254,13 @@ pub struct LimitsConfig {
     pub outbox_capacity: usize,
     /// Seconds a new connection has to finish hello and login. Default 10. Not reloadable.
     pub handshake_timeout_secs: u64,
+    /// Open connections (any phase, WebSocket and QUIC together) from one remote address:
+    /// one IPv4 address, or one IPv6 /64. Default 64, since a (carrier-grade) NAT puts many
+    /// users behind one IPv4 address. Not reloadable.
+    pub max_connections_per_address: u32,
+    /// Connections that have not yet logged in, across all addresses. Default 1024. Not
+    /// reloadable.
+    pub max_pending_handshakes: u32,
 }
 
 impl Default for LimitsConfig {
@@ -268,6 +275,8 @@ impl Default for LimitsConfig {
             max_history_page: protocol::limits::MAX_HISTORY_PAGE,
             outbox_capacity: 1024,
             handshake_timeout_secs: 10,
+            max_connections_per_address: 64,
+            max_pending_handshakes: 1024,
         }
     }
 }

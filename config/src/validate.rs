@@ -339,6 +339,14 @@ fn check_limits(config: &Config) -> Result<(), Violation> {
         "limits.handshake_timeout_secs",
         limits.handshake_timeout_secs,
     )?;
+    positive(
+        "limits.max_connections_per_address",
+        u64::from(limits.max_connections_per_address),
+    )?;
+    positive(
+        "limits.max_pending_handshakes",
+        u64::from(limits.max_pending_handshakes),
+    )?;
     Ok(())
 }
 
@@ -450,7 +458,7 @@ mod tests {
     #[test]
     fn zero_capacities_and_rates_are_rejected() {
         type SetToZero = fn(&mut Config);
-        let cases: [(&str, SetToZero); 7] = [
+        let cases: [(&str, SetToZero); 9] = [
             ("store.queue_capacity", |c| c.store.queue_capacity = 0),
             ("store.max_batch", |c| c.store.max_batch = 0),
             ("store.max_connections", |c| c.store.max_connections = 0),
@@ -462,6 +470,12 @@ mod tests {
             ("auth.failure_window_secs", |c| {
                 c.auth.failure_window_secs = 0
             }),
+            ("limits.max_connections_per_address", |c| {
+                c.limits.max_connections_per_address = 0
+            }),
+            ("limits.max_pending_handshakes", |c| {
+                c.limits.max_pending_handshakes = 0
+            }),
         ];
         for (expected_key, set_zero) in cases {
             let mut config = base();
@@ -470,6 +484,19 @@ mod tests {
             assert_eq!(key, expected_key);
             assert_eq!(message, "must be at least 1, but is 0");
         }
+    }
+
+    #[test]
+    fn connection_limits_accept_one_and_anything_above() {
+        let mut config = base();
+        config.limits.max_connections_per_address = 1;
+        config.limits.max_pending_handshakes = 1;
+        config.validate().unwrap();
+        // An operator behind a proxy that connects from one address turns the per-address
+        // limit off in effect by setting it very high.
+        config.limits.max_connections_per_address = u32::MAX;
+        config.limits.max_pending_handshakes = u32::MAX;
+        config.validate().unwrap();
     }
 
     #[test]

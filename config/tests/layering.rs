@@ -137,7 +137,8 @@ fn unknown_key_in_file_names_the_key_and_the_file() {
             format!(
                 "the configuration could not be loaded:\n  - key `limits.foo` in {}: unknown \
                  key; keys allowed in section [limits]: handshake_timeout_secs, join_history, \
-                 max_body_bytes, max_frame_bytes, max_history_page, max_rooms_per_session, \
+                 max_body_bytes, max_connections_per_address, max_frame_bytes, \
+                 max_history_page, max_pending_handshakes, max_rooms_per_session, \
                  outbox_capacity, send_burst, sends_per_sec",
                 path.display()
             )

@@ -62,6 +62,7 @@ use crate::session::state::SessionLimits;
 use crate::store::writer::{WriterSettings, spawn_writer};
 use crate::store::{Store, StoreSettings};
 use crate::tls::{CertificateSummary, ReloadableCertificate, ServerTls, TlsError};
+use crate::transport::admission::Admission;
 
 /// A started daemon.
 #[derive(Debug)]
@@ -173,6 +174,10 @@ pub async fn start(config: &Config, shutdown: CancellationToken) -> Result<Daemo
         session_limits(config),
         config.limits.outbox_capacity,
         Duration::from_secs(config.limits.handshake_timeout_secs),
+        Admission::new(
+            config.limits.max_connections_per_address,
+            config.limits.max_pending_handshakes,
+        ),
         Duration::from_millis(config.shutdown.reconnect_window_ms),
     );
     node.listeners = listener_names(websocket_addr, tls.is_some(), quic.as_ref(), &admin_socket);

@@ -27,11 +27,14 @@ use tokio_util::sync::CancellationToken;
 use crate::broker::Broker;
 use crate::health::{self, BrokerState};
 use crate::node::TransportKind;
+use crate::transport::admission::Refusal;
 
 /// `chatd_build_info{version}`: always 1; the label carries the version.
 pub const BUILD_INFO: &str = "chatd_build_info";
 /// Open client connections, any phase (handshake, login, logged in), by transport.
 pub const CONNECTIONS: &str = "chatd_transport_connections";
+/// Connections refused at accept by a connection limit, by reason.
+pub const CONNECTIONS_REFUSED: &str = "chatd_connections_refused_total";
 /// Logged-in sessions, by transport.
 pub const SESSIONS: &str = "chatd_session_logged_in";
 /// Login attempts, by outcome.
@@ -157,6 +160,11 @@ fn describe() {
     describe_gauge!(
         CONNECTIONS,
         "Open client connections in any phase (handshake, login, logged in), by transport."
+    );
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections refused at accept, before any handshake, by reason: per_address \
+         (limits.max_connections_per_address), handshakes (limits.max_pending_handshakes)."
     );
     describe_gauge!(SESSIONS, "Logged-in sessions, by transport.");
     describe_counter!(
@@ -308,6 +316,11 @@ pub fn connection_closed(transport: TransportKind) {
     connections(transport).decrement(1);
 }
 
+/// A connection was refused at accept by a connection limit.
+pub fn connection_refused(reason: Refusal) {
+    connections_refused(reason).increment(1);
+}
+
 /// A session logged in (by password or resume token).
 pub fn session_logged_in(transport: TransportKind) {
     sessions(transport).increment(1);
@@ -404,6 +417,13 @@ fn connections(transport: TransportKind) -> Gauge {
     }
 }
 
+fn connections_refused(reason: Refusal) -> Counter {
+    match reason {
+        Refusal::PerAddress => counter!(CONNECTIONS_REFUSED, "reason" => "per_address"),
+        Refusal::Handshakes => counter!(CONNECTIONS_REFUSED, "reason" => "handshakes"),
+    }
+}
+
 fn sessions(transport: TransportKind) -> Gauge {
     match transport {
         TransportKind::WebSocket => gauge!(SESSIONS, "transport" => "websocket"),
@@ -447,6 +467,9 @@ fn register_at_zero() {
         connections(transport).increment(0.0);
         sessions(transport).increment(0.0);
     }
+    for reason in Refusal::ALL {
+        connections_refused(reason).absolute(0);
+    }
     for outcome in LoginOutcome::ALL {
         logins(outcome).absolute(0);
     }
@@ -477,6 +500,7 @@ mod tests {
     #[test]
     fn names_follow_prometheus_conventions() {
         let counters = [
+            CONNECTIONS_REFUSED,
             LOGINS,
             RATE_LIMITED,
             MESSAGES_RECEIVED,

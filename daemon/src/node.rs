@@ -15,6 +15,7 @@ use crate::metrics;
 use crate::session::state::SessionLimits;
 use crate::store::Store;
 use crate::store::writer::WriterHandle;
+use crate::transport::admission::Admission;
 
 /// The node's shared services.
 #[derive(Debug)]
@@ -35,6 +36,8 @@ pub struct Node {
     pub outbox_capacity: usize,
     /// Time allowed for the WebSocket handshake, hello and login.
     pub handshake_timeout: Duration,
+    /// The connection limits every accept checks.
+    pub admission: Arc<Admission>,
     /// Clients reconnect after a random delay up to this on shutdown.
     pub reconnect_window: Duration,
     /// When the node started.
@@ -65,6 +68,7 @@ impl Node {
         limits: SessionLimits,
         outbox_capacity: usize,
         handshake_timeout: Duration,
+        admission: Admission,
         reconnect_window: Duration,
     ) -> Self {
         Self {
@@ -76,6 +80,7 @@ impl Node {
             limits,
             outbox_capacity,
             handshake_timeout,
+            admission: Arc::new(admission),
             reconnect_window,
             started: Instant::now(),
             listeners: Vec::new(),

@@ -32,6 +32,7 @@ use crate::metrics::{self, RateLimit};
 use crate::node::{Node, TransportKind};
 use crate::store::writer::AppendError;
 use crate::store::{Committed, HistoryRange, StoreError};
+use crate::transport::admission::Admitted;
 use crate::transport::{Lane, Transport, TransportError};
 use state::{Delivery, SessionState, Step};
 
@@ -42,13 +43,15 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// frames until one completes, which pushes back on a client that pipelines without bound.
 const MAX_IN_FLIGHT_SENDS: usize = 64;
 
-/// Runs one session to completion on `transport`, a connection of kind `kind`. Returns when
-/// the peer closes, the session is kicked, or `shutdown` fires (after a drain: going-away,
-/// pending acks, close).
+/// Runs one session to completion on `transport`, a connection of kind `kind` that
+/// `admitted` counts against the connection limits (its handshake permit is given back at
+/// login). Returns when the peer closes, the session is kicked, or `shutdown` fires (after a
+/// drain: going-away, pending acks, close).
 pub async fn run<T: Transport>(
     node: Arc<Node>,
     transport: T,
     kind: TransportKind,
+    admitted: Admitted,
     shutdown: CancellationToken,
 ) {
     let id = node.next_session_id();
@@ -74,6 +77,7 @@ pub async fn run<T: Transport>(
         direct_rooms: HashSet::new(),
         registered: false,
         kick: Arc::clone(&outbox_rx.kick),
+        admitted,
     };
     tracing::Instrument::instrument(driver.run(outbox_rx, shutdown), span).await;
 }
@@ -127,6 +131,8 @@ struct Driver<T> {
     /// The session's kick signal; every write races it, so a client that stopped reading
     /// cannot pin the session in a blocked write after the hub gave up on it.
     kick: Arc<Kick>,
+    /// The connection's place in the connection limits, held until the session ends.
+    admitted: Admitted,
 }
 
 impl<T: Transport> Driver<T> {
@@ -165,6 +171,10 @@ impl<T: Transport> Driver<T> {
                     }
                 }
             };
+            if self.state.user().is_some() {
+                // Logged in: no longer a pending handshake.
+                self.admitted.logged_in();
+            }
             if let Err(flow) = result {
                 break flow;
             }

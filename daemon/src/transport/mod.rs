@@ -3,10 +3,12 @@
 //! here: the session layer drives every transport through [`Transport`].
 //!
 //! # Layout
+//! - `admission`: the per-address and pending-handshake limits every accept checks first.
 //! - `websocket`: tokio-tungstenite listener and per-connection adapter.
 //! - `quic`: quinn endpoint and per-connection adapter (a control stream, a stream per room,
 //!   datagrams for typing and presence).
 
+pub mod admission;
 pub mod quic;
 pub mod websocket;
 

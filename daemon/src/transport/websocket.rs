@@ -1,6 +1,7 @@
-//! The WebSocket transport: accepts TCP connections, performs the TLS handshake (when TLS is
-//! configured) and the WebSocket handshake under the handshake timeout, and adapts the socket
-//! to [`Transport`]: one text message per frame, close codes from [`CloseCode`] numbers.
+//! The WebSocket transport: accepts TCP connections (those the connection limits admit),
+//! performs the TLS handshake (when TLS is configured) and the WebSocket handshake under the
+//! handshake timeout, and adapts the socket to [`Transport`]: one text message per frame,
+//! close codes from [`CloseCode`] numbers.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -108,6 +109,16 @@ pub async fn serve(
                 continue;
             }
         };
+        // Before anything is spent on the connection: no task, no TLS handshake. A refused
+        // socket is closed unread.
+        let admitted = match node.admission.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                tracing::debug!(%peer, reason = refusal.as_str(), "connection refused");
+                drop(stream);
+                continue;
+            }
+        };
         let node = Arc::clone(&node);
         let token = sessions.clone();
         let tls = tls.clone();
@@ -132,7 +143,7 @@ pub async fn serve(
             match tokio::time::timeout(node.handshake_timeout, handshake).await {
                 Ok(Ok(stream)) => {
                     let transport = WebSocketTransport { stream, peer };
-                    session::run(node, transport, TransportKind::WebSocket, token).await;
+                    session::run(node, transport, TransportKind::WebSocket, admitted, token).await;
                 }
                 Ok(Err(error)) => tracing::debug!(%error, %peer, "handshake failed"),
                 Err(_) => tracing::debug!(%peer, "handshake timed out"),

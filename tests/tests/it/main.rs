@@ -15,6 +15,7 @@ mod fault;
 mod harness_redis;
 mod history;
 mod interop;
+mod limits;
 mod login;
 mod lossy;
 mod metrics;

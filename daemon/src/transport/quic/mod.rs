@@ -21,6 +21,7 @@ use crate::lifecycle::Tasks;
 use crate::node::{Node, TransportKind};
 use crate::session;
 use crate::tls::{ReloadableCertificate, quic_server_config};
+use crate::transport::admission::Admitted;
 use crate::transport::transport_frame_limit;
 
 /// Connection tuning from `[quic]`.
@@ -97,6 +98,9 @@ pub async fn serve(
         let Some(incoming) = incoming else {
             break;
         };
+        let Some((incoming, admitted)) = admit(&node, incoming) else {
+            continue;
+        };
         let node = Arc::clone(&node);
         let token = sessions.clone();
         tasks.spawn("quic-connection", async move {
@@ -114,7 +118,7 @@ pub async fn serve(
                 Ok(Ok((connection, control))) => {
                     let limit = transport_frame_limit(node.limits.max_frame_bytes);
                     let transport = QuicTransport::new(connection, control, limit);
-                    session::run(node, transport, TransportKind::Quic, token).await;
+                    session::run(node, transport, TransportKind::Quic, admitted, token).await;
                 }
                 Ok(Err(error)) => tracing::debug!(%error, %peer, "QUIC handshake failed"),
                 Err(_) => tracing::debug!(%peer, "QUIC handshake timed out"),
@@ -125,4 +129,33 @@ pub async fn serve(
     endpoint.set_server_config(None);
     endpoint.wait_idle().await;
     tracing::info!("quic listener stopped");
+}
+
+/// Checks the connection limits before the handshake: returns the connection with its place,
+/// or `None` once it was refused or asked to prove its address.
+///
+/// UDP source addresses can be forged, and each forged first packet would hold a place until
+/// the handshake times out; so once the client's address holds half of its budget, or half
+/// of the handshake permits are taken, an unproven address is sent a Retry first. A real
+/// client answers it (one round trip) and comes back proven; a forged one never does.
+fn admit(node: &Node, mut incoming: quinn::Incoming) -> Option<(quinn::Incoming, Admitted)> {
+    let peer = incoming.remote_address();
+    if !incoming.remote_address_validated() && node.admission.is_under_pressure(peer.ip()) {
+        match incoming.retry() {
+            Ok(()) => {
+                tracing::trace!(%peer, "QUIC address validation asked");
+                return None;
+            }
+            // Only an already validated connection cannot be retried; admit it as it is.
+            Err(error) => incoming = error.into_incoming(),
+        }
+    }
+    match node.admission.admit(peer.ip()) {
+        Ok(admitted) => Some((incoming, admitted)),
+        Err(refusal) => {
+            tracing::debug!(%peer, reason = refusal.as_str(), "QUIC connection refused");
+            incoming.refuse();
+            None
+        }
+    }
 }
