@@ -64,6 +64,30 @@ pub(crate) fn check(config: &Config) -> Result<(), Violation> {
     Ok(())
 }
 
+/// A URL under `key` must have one of `schemes`; `usage` says what to write instead. The URL
+/// may carry a password: only its scheme is ever echoed.
+fn check_url_scheme(
+    key: &'static str,
+    url: &str,
+    schemes: &[&str],
+    usage: &str,
+) -> Result<(), Violation> {
+    let scheme = url
+        .split_once("://")
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme {
+        Some(scheme) if schemes.contains(&scheme.as_str()) => Ok(()),
+        Some(scheme) => Err(Violation::new(
+            key,
+            format!("has scheme `{scheme}`, which chatd does not support; use {usage}"),
+        )),
+        None => Err(Violation::new(
+            key,
+            format!("is not a URL (it has no `scheme://`); use {usage}"),
+        )),
+    }
+}
+
 /// Redis URL schemes the broker accepts.
 const BROKER_SCHEMES: &[&str] = &["redis", "redis+unix", "unix"];
 
@@ -73,30 +97,12 @@ fn check_broker(config: &Config) -> Result<(), Violation> {
     if !config.broker.url.is_set() {
         return Ok(());
     }
-    let url = config.broker.url.expose();
-    let scheme = url
-        .split_once("://")
-        .map(|(scheme, _)| scheme.to_ascii_lowercase());
-    match scheme {
-        Some(scheme) if BROKER_SCHEMES.contains(&scheme.as_str()) => {}
-        Some(scheme) => {
-            return Err(Violation::new(
-                "broker.url",
-                format!(
-                    "has scheme `{scheme}`, which chatd does not support; use \
-                     redis://HOST:PORT or redis+unix:///PATH, or leave it empty for one node"
-                ),
-            ));
-        }
-        None => {
-            return Err(Violation::new(
-                "broker.url",
-                "is not a URL (it has no `scheme://`); use redis://HOST:PORT or \
-                 redis+unix:///PATH, or leave it empty for one node"
-                    .to_owned(),
-            ));
-        }
-    }
+    check_url_scheme(
+        "broker.url",
+        config.broker.url.expose(),
+        BROKER_SCHEMES,
+        "redis://HOST:PORT or redis+unix:///PATH, or leave it empty for one node",
+    )?;
     if !config.store.url.is_set() || config.store.url.expose().starts_with("sqlite") {
         return Err(Violation::new(
             "broker.url",
@@ -246,33 +252,13 @@ fn check_log_level(filter: &str) -> Result<(), Violation> {
 fn check_store(config: &Config) -> Result<(), Violation> {
     let store = &config.store;
     if store.url.is_set() {
-        // The URL may carry a password: name only its scheme, never echo the rest.
-        let url = store.url.expose();
-        let scheme = url
-            .split_once("://")
-            .map(|(scheme, _)| scheme.to_ascii_lowercase());
-        match scheme {
-            Some(scheme) if STORE_SCHEMES.contains(&scheme.as_str()) => {}
-            Some(scheme) => {
-                return Err(Violation::new(
-                    "store.url",
-                    format!(
-                        "has scheme `{scheme}`, which chatd does not support; use \
-                         sqlite://PATH, postgres://... or postgresql://..., or leave it \
-                         empty for SQLite in data_dir"
-                    ),
-                ));
-            }
-            None => {
-                return Err(Violation::new(
-                    "store.url",
-                    "is not a URL (it has no `scheme://`); use sqlite://PATH, \
-                     postgres://... or postgresql://..., or leave it empty for SQLite in \
-                     data_dir"
-                        .to_owned(),
-                ));
-            }
-        }
+        check_url_scheme(
+            "store.url",
+            store.url.expose(),
+            STORE_SCHEMES,
+            "sqlite://PATH, postgres://... or postgresql://..., or leave it empty for SQLite \
+             in data_dir",
+        )?;
     }
     positive("store.queue_capacity", store.queue_capacity as u64)?;
     positive("store.max_batch", store.max_batch as u64)?;
