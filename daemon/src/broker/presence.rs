@@ -13,8 +13,8 @@
 //! has in the room. A dead node's users are therefore shown offline within `NODE_TTL +
 //! HEARTBEAT` (20 s) of its last heartbeat.
 //!
-//! Every operation is bounded by [`REDIS_TIMEOUT`]; when Redis does not answer, presence falls
-//! back to this node's own view (the hub's), which is what one node would show.
+//! Every operation is bounded by `REDIS_TIMEOUT` (500 ms); when Redis does not answer,
+//! presence falls back to this node's own view (the hub's), which is what one node would show.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
