@@ -82,11 +82,13 @@ impl Broker {
     }
 
     /// Users present in `room`: this node's `local` ones and, with several nodes, those of
-    /// the other live nodes.
+    /// the other live nodes. While Redis is down the presence calls answer from this node's
+    /// own view at once, so joins and leaves never wait on an unreachable Redis.
     pub async fn online(&self, room: &RoomId, local: Vec<UserId>) -> Vec<UserId> {
         match self {
-            Self::Local(_) => local,
-            Self::Redis(redis) => redis.presence().online(room, local).await,
+            Self::Redis(redis) if redis.is_up() => redis.presence().online(room, local).await,
+            // One node, or Redis known to be down: this node's own view, at once.
+            Self::Local(_) | Self::Redis(_) => local,
         }
     }
 
@@ -94,8 +96,8 @@ impl Broker {
     /// hear of it (not when the user is already there on another node).
     pub async fn arrived(&self, room: &RoomId, user: &UserId) -> bool {
         match self {
-            Self::Local(_) => true,
-            Self::Redis(redis) => redis.presence().arrive(room, user).await,
+            Self::Redis(redis) if redis.is_up() => redis.presence().arrive(room, user).await,
+            Self::Local(_) | Self::Redis(_) => true,
         }
     }
 
@@ -103,8 +105,8 @@ impl Broker {
     /// of it (not when the user is still there on another node).
     pub async fn departed(&self, room: &RoomId, user: &UserId) -> bool {
         match self {
-            Self::Local(_) => true,
-            Self::Redis(redis) => redis.presence().depart(room, user).await,
+            Self::Redis(redis) if redis.is_up() => redis.presence().depart(room, user).await,
+            Self::Local(_) | Self::Redis(_) => true,
         }
     }
 

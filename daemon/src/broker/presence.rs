@@ -107,17 +107,16 @@ impl Presence {
         F: Future<Output = redis::RedisResult<T>>,
     {
         let connection = self.connection().await?;
-        match tokio::time::timeout(REDIS_TIMEOUT, operation(connection)).await {
-            Ok(Ok(value)) => Some(value),
-            Ok(Err(error)) => {
-                tracing::debug!(%error, "presence: Redis command failed");
-                None
-            }
-            Err(_) => {
-                tracing::debug!("presence: Redis did not answer in time");
-                None
-            }
-        }
+        let failure = match tokio::time::timeout(REDIS_TIMEOUT, operation(connection)).await {
+            Ok(Ok(value)) => return Some(value),
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "no answer in time".to_owned(),
+        };
+        tracing::debug!(%failure, "presence: Redis command failed");
+        // A connection from before a Redis restart may fail for a while yet; the next
+        // operation starts afresh.
+        *self.connection.lock().await = None;
+        None
     }
 
     /// Nodes whose heartbeat has not expired, this one included.
@@ -217,20 +216,7 @@ impl Presence {
     /// Renews this node's heartbeat and reaps dead nodes; returns the users the reaped nodes
     /// left behind that are now offline everywhere.
     pub async fn heartbeat(&self) -> Departures {
-        let (alive, node) = (alive_key(&self.node), self.node.clone());
-        let ttl = u64::try_from(NODE_TTL.as_millis()).unwrap_or(u64::MAX);
-        let renewed: Option<()> = self
-            .run(|mut c| async move {
-                redis::pipe()
-                    .pset_ex(&alive, 1, ttl)
-                    .ignore()
-                    .sadd(NODES_KEY, &node)
-                    .ignore()
-                    .query_async(&mut c)
-                    .await
-            })
-            .await;
-        if renewed.is_none() {
+        if !self.renew().await {
             return Vec::new();
         }
         let nodes: Vec<String> = self
@@ -244,6 +230,25 @@ impl Presence {
             departures.extend(self.reap(dead).await);
         }
         departures
+    }
+
+    /// Renews this node's heartbeat key and its place in the node set; `false` when Redis did
+    /// not answer.
+    async fn renew(&self) -> bool {
+        let (alive, node) = (alive_key(&self.node), self.node.clone());
+        let ttl = u64::try_from(NODE_TTL.as_millis()).unwrap_or(u64::MAX);
+        let renewed: Option<()> = self
+            .run(|mut c| async move {
+                redis::pipe()
+                    .pset_ex(&alive, 1, ttl)
+                    .ignore()
+                    .sadd(NODES_KEY, &node)
+                    .ignore()
+                    .query_async(&mut c)
+                    .await
+            })
+            .await;
+        renewed.is_some()
     }
 
     /// Removes a dead node's entries, if this node wins the right to; returns who left.
@@ -276,6 +281,33 @@ impl Presence {
             }
         }
         departures
+    }
+
+    /// Replaces this node's entries with `present` (every local (room, user)) and renews its
+    /// heartbeat: after Redis was unreachable, arrivals and departures of that time were not
+    /// recorded, and a Redis that restarted empty has lost the rest.
+    pub async fn republish(&self, present: Vec<(RoomId, UserId)>) {
+        // The cached connection may date from before the outage.
+        *self.connection.lock().await = None;
+        // A Redis that restarted empty has lost the heartbeat too: without it the entries
+        // below would count as a dead node's until the next beat.
+        self.renew().await;
+        self.remove_entries(&self.node).await;
+        if present.is_empty() {
+            return;
+        }
+        let index = node_rooms_key(&self.node);
+        let mut pipeline = redis::pipe();
+        for (room, user) in &present {
+            pipeline
+                .hset(present_key(room), field(&self.node, user), 1)
+                .ignore()
+                .sadd(&index, room.to_string())
+                .ignore();
+        }
+        let _: Option<()> = self
+            .run(|mut c| async move { pipeline.query_async(&mut c).await })
+            .await;
     }
 
     /// Removes this node's own entries (a clean shutdown), so the others need not wait for its

@@ -419,6 +419,8 @@ async fn subscribe_loop(
         }
         backoff = MIN_BACKOFF;
         shared.set_up(true);
+        // Presence changes made while Redis was away were not recorded there.
+        shared.presence.republish(shared.hub.presence()).await;
         shared.catch_up(&store).await;
         loop {
             tokio::select! {

@@ -289,6 +289,21 @@ impl Hub {
             .collect()
     }
 
+    /// Who is present where on this node: every (shared room, user) with a local session.
+    pub fn presence(&self) -> Vec<(RoomId, UserId)> {
+        self.lock()
+            .rooms
+            .iter()
+            .filter(|(room, _)| !room.is_direct())
+            .flat_map(|(room, entry)| {
+                entry
+                    .present
+                    .keys()
+                    .map(move |user| (room.clone(), user.clone()))
+            })
+            .collect()
+    }
+
     /// Delivers an event to the local sessions it concerns. Never waits.
     pub fn dispatch(&self, event: &Event) {
         let dispatched = Instant::now();
