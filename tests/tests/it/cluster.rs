@@ -30,14 +30,19 @@ async fn in_order(client: &Client, room_id: &RoomId, n: usize) -> Vec<Message> {
     got
 }
 
+/// `nodes` nodes with users alice, bob and carol (passwords `NAME-pw`) and the room `lobby`.
+async fn chat_cluster(nodes: usize) -> (Cluster, RoomId) {
+    let cluster = Cluster::start(nodes, LIMITS).await;
+    for name in ["alice", "bob", "carol"] {
+        cluster.add_user(name, &format!("{name}-pw")).await;
+    }
+    cluster.create_room("lobby", false).await;
+    (cluster, room("lobby"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_on_three_nodes_chat_as_on_one() {
-    let cluster = Cluster::start(3, LIMITS).await;
-    cluster.add_user("alice", "alice-pw").await;
-    cluster.add_user("bob", "bob-pw").await;
-    cluster.add_user("carol", "carol-pw").await;
-    cluster.create_room("lobby", false).await;
-    let lobby = room("lobby");
+    let (cluster, lobby) = chat_cluster(3).await;
 
     let alice = login(&cluster.node(0).url(), "alice", "alice-pw").await;
     let bob = login(&cluster.node(1).url(), "bob", "bob-pw").await;
@@ -99,12 +104,7 @@ async fn clients_on_three_nodes_chat_as_on_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_going_away_loses_nothing_acknowledged() {
-    let cluster = Cluster::start(2, LIMITS).await;
-    cluster.add_user("alice", "alice-pw").await;
-    cluster.add_user("bob", "bob-pw").await;
-    cluster.add_user("carol", "carol-pw").await;
-    cluster.create_room("lobby", false).await;
-    let lobby = room("lobby");
+    let (cluster, lobby) = chat_cluster(2).await;
     let alice = login(&cluster.node(0).url(), "alice", "alice-pw").await;
     let bob = login(&cluster.node(1).url(), "bob", "bob-pw").await;
     alice.join(&lobby, None).await.unwrap();
@@ -171,11 +171,7 @@ async fn redis_going_away_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_loses_nothing_and_its_clients_resume_elsewhere() {
-    let mut cluster = Cluster::start(2, LIMITS).await;
-    cluster.add_user("alice", "alice-pw").await;
-    cluster.add_user("bob", "bob-pw").await;
-    cluster.create_room("lobby", false).await;
-    let lobby = room("lobby");
+    let (mut cluster, lobby) = chat_cluster(2).await;
     let alice = login(&cluster.node(0).url(), "alice", "alice-pw").await;
     let mut bob = login(&cluster.node(1).url(), "bob", "bob-pw").await;
     alice.join(&lobby, None).await.unwrap();
